@@ -1,0 +1,1 @@
+"""Pure computation: no storage, no web, no network, no clock reads."""

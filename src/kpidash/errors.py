@@ -1,0 +1,68 @@
+"""The one exception tree of kpidash.
+
+::
+
+    KpidashError                      base: every error kpidash raises on purpose
+    ├── ConfigError                   settings, paths, options that cannot work
+    ├── ValidationFailed              input checked at a boundary failed; carries a Report
+    │   ├── RegistryInvalid           KPI definitions (YAML, Python, packs)
+    │   └── BatchRejected             a batch of points; nothing of it was written
+    ├── NotFound                      a named thing (KPI, workspace) does not exist
+    ├── QueryError                    a query that cannot be answered as asked
+    └── StoreError                    the storage backend failed or is incompatible
+        └── SchemaVersionError        the database was written by a newer kpidash
+
+Messages say what was expected, what came, and how to fix it. No HTTP codes live here:
+the API layer maps these classes to responses.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kpidash.core.report import Report
+
+
+class KpidashError(Exception):
+    """Base class of every error kpidash raises on purpose."""
+
+
+class ConfigError(KpidashError):
+    """A setting, path or option that cannot work."""
+
+
+class ValidationFailed(KpidashError):
+    """Input failed validation; ``report`` lists every problem found, not just the first."""
+
+    def __init__(self, message: str, report: Report) -> None:
+        super().__init__(message)
+        self.report = report
+
+    def __str__(self) -> str:
+        head = super().__str__()
+        return f"{head}: {self.report.summary()}"
+
+
+class RegistryInvalid(ValidationFailed):
+    """KPI definitions are invalid."""
+
+
+class BatchRejected(ValidationFailed):
+    """A batch of points was rejected as a whole; nothing from it was written."""
+
+
+class NotFound(KpidashError):
+    """A named thing does not exist."""
+
+
+class QueryError(KpidashError):
+    """A query cannot be answered as asked."""
+
+
+class StoreError(KpidashError):
+    """The storage backend failed or is incompatible."""
+
+
+class SchemaVersionError(StoreError):
+    """The database schema is newer than this kpidash understands."""
