@@ -1,0 +1,256 @@
+"""The orchestrator: the only place that moves data between the store and the pure core.
+
+An :class:`Engine` owns one store, one clock and one workspace. It registers KPI definitions,
+ingests points from Python, JSON, CSV and Parquet (validate → write, all or nothing), answers
+queries at any grain and renders the widgets of a dashboard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from kpidash import sources
+from kpidash.clock import Clock, SystemClock
+from kpidash.core import aggregate as agg
+from kpidash.core import widgets
+from kpidash.core.batch import validate
+from kpidash.core.registry import Registry, build_registry
+from kpidash.core.report import Report, ReportBuilder
+from kpidash.errors import BatchRejected, QueryError
+from kpidash.model import DEFAULT_WORKSPACE, KPI, Grain, IngestResult, KpiKind, Point, Series
+from kpidash.settings import Settings
+from kpidash.store.base import AggSpec, Store, open_store
+
+Progress = Callable[[int, int | None], None]
+
+
+class Engine:
+    """Ingest, query and render for one workspace of one store."""
+
+    def __init__(self, store: Store, clock: Clock | None = None, *,
+                 workspace: str = DEFAULT_WORKSPACE, timezone: str = "UTC",
+                 input_timezone: str | None = None, chunk_rows: int = 1_000_000) -> None:
+        agg.check_timezone(timezone)
+        if input_timezone:
+            agg.check_timezone(input_timezone)
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.workspace = workspace
+        self.timezone = timezone
+        self.input_timezone = input_timezone
+        self.chunk_rows = chunk_rows
+        store.ensure_workspace(workspace)
+        stored = store.get_kpis(workspace)
+        self._registry = build_registry(stored, source="store") if stored else Registry({})
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clock: Clock | None = None) -> Engine:
+        engine = cls(open_store(settings.db), clock, workspace=settings.workspace,
+                     timezone=settings.timezone, input_timezone=settings.input_timezone,
+                     chunk_rows=settings.chunk_rows)
+        if settings.kpis is not None:
+            from kpidash.core.registry import load_registry
+
+            engine.register(load_registry(settings.kpis.read_text(encoding="utf-8"),
+                                          source=str(settings.kpis)))
+        return engine
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- registry --------------------------------------------------------------------------
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
+    def register(self, kpis: Registry | Iterable[KPI | Mapping[str, Any]]) -> Registry:
+        """Add or replace KPI definitions (validated together with those already known)."""
+        new = kpis if isinstance(kpis, Registry) else build_registry(kpis, source="register")
+        merged = self._registry.merged(new)
+        self.store.put_kpis(self.workspace, [k.model_dump(mode="json") for k in new],
+                            self.clock.now())
+        self._registry = merged
+        return merged
+
+    # -- ingestion -------------------------------------------------------------------------
+
+    def ingest(self, points: Iterable[Point | Mapping[str, Any]]) -> IngestResult:
+        """Ingest Python points (Point objects or dicts shaped like JSON points)."""
+        items = [_point_dict(p) for p in points]
+        return self.ingest_table(sources.points_from_json(items, source="points"),
+                                 source="points")
+
+    def ingest_json(self, payload: str | bytes | Mapping[str, Any] | list[Any]) -> IngestResult:
+        """Ingest a JSON batch (``{"points": [...]}``); the API server reuses this path."""
+        return self.ingest_table(sources.points_from_json(payload), source="json")
+
+    def ingest_table(self, table: pa.Table | pd.DataFrame, *, source: str | None = None,
+                     ) -> IngestResult:
+        """Ingest a long-format table (timestamp, kpi, value, dimension columns…) atomically."""
+        if isinstance(table, pd.DataFrame):
+            table = pa.Table.from_pandas(table, preserve_index=False)
+        return self._ingest_chunks([sources.Chunk(table, 0, table.num_rows)], source, None, None)
+
+    def ingest_file(self, path: str | Path, *, fmt: str | None = None,
+                    progress: Progress | None = None) -> IngestResult:
+        """Stream a CSV/Parquet/JSON file in chunks; the whole file is one atomic batch."""
+        path = Path(path)
+        fmt = fmt or sources.detect_format(path)
+        total = sources.progress_total(path, fmt) if path.is_file() else None
+        chunks = sources.read_chunks(path, fmt, self.chunk_rows)
+        return self._ingest_chunks(chunks, path.name, progress, total)
+
+    def _ingest_chunks(self, chunks: Iterable[sources.Chunk], source: str | None,
+                       progress: Progress | None, total: int | None) -> IngestResult:
+        report = ReportBuilder()
+        rows = written = new_series = corrected = 0
+        failed = False
+        now = self.clock.now()
+        with self.store.transaction():
+            for chunk in chunks:
+                batch, rep = validate(chunk.table, self._registry, row_offset=chunk.row_offset,
+                                      default_tz=self.input_timezone, source=source)
+                report.extend(rep)
+                rows += chunk.table.num_rows
+                if batch is None:
+                    failed = True
+                elif not failed:  # after the first bad chunk keep validating, stop writing
+                    stats = self.store.write_points(self.workspace, batch, now)
+                    written += stats.written
+                    new_series += stats.new_series
+                    corrected += batch.corrected
+                if progress:
+                    progress(chunk.progress, total)
+            final: Report = report.build()
+            if failed or not final.ok:
+                raise BatchRejected(f"batch from {source or 'input'} rejected, nothing written",
+                                    final)
+        return IngestResult(rows=rows, written=written, new_series=new_series,
+                            corrected=corrected, warnings=len(final.warnings))
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def query(self, kpi_id: str, grain: Grain | str = Grain.DAY, start: datetime | None = None,
+              end: datetime | None = None, *, tz: str | None = None,
+              filters: Mapping[str, str | Sequence[str]] | None = None,
+              group_by: str | None = None) -> list[Series]:
+        """One KPI at a grain; one Series per group (a single Series when not grouped)."""
+        return self.query_many([kpi_id], grain, start, end, tz=tz, filters=filters,
+                               group_by=group_by)[kpi_id]
+
+    def query_many(self, kpi_ids: Sequence[str], grain: Grain | str = Grain.DAY,
+                   start: datetime | None = None, end: datetime | None = None, *,
+                   tz: str | None = None, filters: Mapping[str, str | Sequence[str]] | None = None,
+                   group_by: str | None = None) -> dict[str, list[Series]]:
+        """Several KPIs over the same range, fetched from the store in one aggregate call.
+
+        Without ``start``/``end`` the range is that of the stored data of the KPIs' inputs.
+        Every period of the range is present; periods without data are NaN.
+        """
+        grain = _grain(grain)
+        tz = tz or self.timezone
+        kpis = [self._registry.get(k) for k in kpi_ids]
+        simple: dict[str, None] = {}
+        for k in kpis:
+            simple.update(dict.fromkeys(self._registry.simple_inputs(k.id)))
+        if start is None or end is None:
+            rng = self.store.time_range(self.workspace, list(simple))
+            if rng is None:
+                raise QueryError(f"no data stored yet for {', '.join(kpi_ids)}; ingest points "
+                                 "first or pass a start and end")
+            start = start or rng[0]
+            end = end or rng[1] + timedelta(microseconds=1)
+        flt = {d: (v,) if isinstance(v, str) else tuple(v) for d, v in (filters or {}).items()}
+        for k in kpis:
+            agg.check_dimensions(agg.Query(k.id, grain, start, end, tz, flt, group_by),
+                                 self._registry)
+        specs = [AggSpec(s, self._registry.get(s).aggregation) for s in simple]
+        rows = self.store.aggregate(self.workspace, specs, grain, tz, start, end, flt, group_by)
+        keys = agg.period_keys(start, end, grain, tz)
+        if group_by:
+            found = {g for r in rows.values() for g in r.groups}
+            groups: list[str | None] = sorted((g for g in found if g is not None), key=str)
+            if None in found:
+                groups.append(None)
+        else:
+            groups = [None]
+        dense = {s: agg.densify(rows[s], keys, groups) for s in simple}
+        out: dict[str, list[Series]] = {}
+        for k in kpis:
+            matrix = agg.compose(k, self._registry, dense)
+            series = agg.to_series(k, matrix, keys, groups, grain, tz)
+            if group_by:
+                series = [_label_group(s) for s in series]
+            out[k.id] = series
+        return out
+
+    # -- widgets ---------------------------------------------------------------------------
+
+    def dashboard(self, kpi_ids: Sequence[str] | None = None, *, grain: Grain | str = Grain.DAY,
+                  periods: int = 30, charts: Sequence[tuple[str, str | None]] | None = None,
+                  title: str = "kpidash", now: datetime | None = None) -> dict[str, Any]:
+        """Cards for ``kpi_ids`` (all KPIs by default) over the last ``periods`` complete
+        periods before ``now`` (the clock by default), plus line charts ``(kpi_id, group_by)``.
+        """
+        grain = _grain(grain)
+        now = now or self.clock.now()
+        ids = list(kpi_ids) if kpi_ids is not None else [k.id for k in self._registry]
+        end_key = agg.period_keys(now - timedelta(microseconds=1), now, grain, self.timezone)[-1]
+        end = _key_to_instant(end_key, grain, self.timezone)
+        start = _periods_back(end, grain, periods, self.timezone)
+        series = self.query_many(ids, grain, start, end)
+        cards = [widgets.kpi_card(self._registry.get(k), series[k][0]) for k in ids]
+        chart_widgets = []
+        for kpi_id, group_by in charts or ():
+            s = self.query(kpi_id, grain, start, end, group_by=group_by)
+            chart_widgets.append(widgets.line_chart(self._registry.get(kpi_id), s))
+        return widgets.dashboard(cards, chart_widgets, title=title, generated_at=now,
+                                 grain=str(grain), tz=self.timezone)
+
+
+def _grain(value: Grain | str) -> Grain:
+    try:
+        return Grain(value)
+    except ValueError:
+        raise QueryError(f"unknown grain {value!r}; use one of "
+                         f"{', '.join(g.value for g in Grain)}") from None
+
+
+def _label_group(s: Series) -> Series:
+    if s.group is not None:
+        return s
+    return Series(s.kpi_id, s.grain, s.tz, s.periods, s.values, agg.NO_GROUP, s.labels)
+
+
+def _key_to_instant(key: Any, grain: Grain, tz: str) -> datetime:
+    utc, _ = agg.keys_to_utc(pd.DatetimeIndex([key]).values, grain, tz)
+    return pd.Timestamp(utc[0]).tz_localize("UTC").to_pydatetime()
+
+
+def _periods_back(end: datetime, grain: Grain, periods: int, tz: str) -> datetime:
+    """The instant ``periods`` periods before ``end`` (a period start) in zone ``tz``."""
+    local = pd.Timestamp(end).tz_convert(tz).tz_localize(None)
+    offsets = {Grain.MINUTE: pd.DateOffset(minutes=periods), Grain.HOUR:
+               pd.DateOffset(hours=periods), Grain.DAY: pd.DateOffset(days=periods),
+               Grain.WEEK: pd.DateOffset(weeks=periods), Grain.MONTH:
+               pd.DateOffset(months=periods), Grain.QUARTER: pd.DateOffset(months=3 * periods),
+               Grain.YEAR: pd.DateOffset(years=periods)}
+    key = local - offsets[grain]
+    return _key_to_instant(key.to_datetime64(), grain, tz)
+
+
+def _point_dict(p: Point | Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(p, Point):
+        return {"kpi": p.kpi_id, "ts": p.ts.isoformat() if p.ts.tzinfo else p.ts.isoformat(),
+                "value": p.value, "dims": dict(p.dims)}
+    return p
+
+
+__all__ = ["Engine", "KpiKind"]

@@ -1,0 +1,107 @@
+"""The Store protocol: everything kpidash persists goes through these methods.
+
+Every read and write is scoped by workspace. A store is used from one thread at a time;
+``transaction()`` makes a group of writes atomic (a rejected file writes nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from kpidash.core.aggregate import AggRows
+from kpidash.core.batch import CleanBatch
+from kpidash.errors import ConfigError
+from kpidash.model import Aggregation, Grain
+
+
+@dataclass(frozen=True)
+class WriteStats:
+    written: int
+    replaced: int
+    new_series: int
+
+
+@dataclass(frozen=True)
+class AggSpec:
+    """One simple KPI to aggregate."""
+
+    kpi_id: str
+    aggregation: Aggregation
+
+
+class Store(Protocol):
+    url: str
+
+    def close(self) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Atomic group of writes; nested calls join the outer transaction."""
+        ...
+
+    def schema_version(self) -> int: ...
+
+    def ensure_workspace(self, workspace: str, name: str | None = None) -> None: ...
+
+    def put_kpis(self, workspace: str, definitions: Sequence[Mapping[str, Any]],
+                 now: datetime) -> None:
+        """Insert or replace KPI definitions (JSON-able mappings with an ``id``)."""
+        ...
+
+    def get_kpis(self, workspace: str) -> list[dict[str, Any]]: ...
+
+    def write_points(self, workspace: str, batch: CleanBatch, now: datetime) -> WriteStats:
+        """Store a validated batch; a point with the same (kpi, series, ts) replaces the old one.
+
+        Within a batch the last occurrence of a duplicate key wins.
+        """
+        ...
+
+    def aggregate(self, workspace: str, specs: Sequence[AggSpec], grain: Grain, tz: str,
+                  start: datetime, end: datetime, filters: Mapping[str, Sequence[str]],
+                  group_by: str | None) -> dict[str, AggRows]:
+        """Aggregate simple KPIs per period key (see core.aggregate) and group."""
+        ...
+
+    def read_points(self, workspace: str, kpi_id: str, start: datetime | None = None,
+                    end: datetime | None = None) -> pa.Table:
+        """Raw points of a KPI: ts, value, raw_value, correction and one column per dimension."""
+        ...
+
+    def point_count(self, workspace: str, kpi_id: str | None = None) -> int: ...
+
+    def series_count(self, workspace: str, kpi_id: str | None = None) -> int: ...
+
+    def time_range(self, workspace: str, kpi_ids: Sequence[str] | None = None,
+                   ) -> tuple[datetime, datetime] | None:
+        """(first ts, last ts) of the stored points, or None when there are none."""
+        ...
+
+
+def open_store(url: str, **options: Any) -> Store:
+    """Open a store by URL: ``duckdb:PATH``, ``duckdb::memory:``, a bare path or ``:memory:``."""
+    if url.startswith(("postgresql:", "postgres:")):
+        raise ConfigError("the PostgreSQL store is not available in this version; use a DuckDB "
+                          "path such as ./kpidash.duckdb")
+    path = url.removeprefix("duckdb:")
+    if not path:
+        raise ConfigError("empty store URL; use a path such as ./kpidash.duckdb or :memory:")
+    from kpidash.store.duckdb import DuckDBStore
+
+    if path != ":memory:":
+        parent = Path(path).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise ConfigError(f"cannot create the database {path!r}: folder {parent} does not "
+                              "exist")
+    return DuckDBStore(path, **options)
+
+
+def iter_chunks(table: pa.Table, rows: int) -> Iterator[pa.Table]:
+    for off in range(0, table.num_rows, rows):
+        yield table.slice(off, rows)

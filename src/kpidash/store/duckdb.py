@@ -1,0 +1,390 @@
+"""The embedded DuckDB store (default).
+
+Schema (version 1)::
+
+    kpidash_schema(version, applied_at)               one row per applied migration
+    workspaces(id PK, name, settings JSON, created_at)
+    kpis(workspace_id, kpi_id, definition JSON, updated_at)          PK (workspace_id, kpi_id)
+    series(series_id PK, workspace_id, kpi_id, series_key)           UNIQUE (workspace_id, series_key)
+    series_dims(series_id, dim, value)                               one row per dimension
+    points(series_id, ts TIMESTAMPTZ, value, raw_value, correction, ingested_at)
+
+A series is one KPI × one combination of dimension values. Points carry no key constraint:
+keeping an ART index over tens of millions of rows would cost more memory and insert time
+than the whole load, so uniqueness of (series_id, ts) is kept by the write path instead
+(delete the batch's keys, then insert, inside one transaction). Each batch is inserted
+sorted by (series_id, ts) so DuckDB's per-row-group min/max indexes prune scans by series.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kpidash.core.aggregate import LOCAL_GRAINS, AggRows
+from kpidash.core.batch import SERIES_KEY_SEP, CleanBatch
+from kpidash.errors import SchemaVersionError, StoreError
+from kpidash.model import DEFAULT_WORKSPACE, Aggregation, Grain
+from kpidash.store.base import AggSpec, WriteStats
+
+SCHEMA_VERSION = 1
+
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        """CREATE TABLE workspaces (id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL,
+               settings JSON NOT NULL DEFAULT '{}', created_at TIMESTAMPTZ NOT NULL)""",
+        """CREATE TABLE kpis (workspace_id VARCHAR NOT NULL, kpi_id VARCHAR NOT NULL,
+               definition JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL,
+               PRIMARY KEY (workspace_id, kpi_id))""",
+        "CREATE SEQUENCE series_id_seq START 1",
+        """CREATE TABLE series (series_id BIGINT PRIMARY KEY, workspace_id VARCHAR NOT NULL,
+               kpi_id VARCHAR NOT NULL, series_key VARCHAR NOT NULL,
+               UNIQUE (workspace_id, series_key))""",
+        """CREATE TABLE series_dims (series_id BIGINT NOT NULL, dim VARCHAR NOT NULL,
+               value VARCHAR NOT NULL, PRIMARY KEY (series_id, dim))""",
+        """CREATE TABLE points (series_id BIGINT NOT NULL, ts TIMESTAMPTZ NOT NULL,
+               value DOUBLE NOT NULL, raw_value DOUBLE, correction VARCHAR,
+               ingested_at TIMESTAMPTZ NOT NULL)""",
+    ],
+}
+
+_BUCKET_SQL = {
+    Grain.MINUTE: "date_trunc('minute', timezone('UTC', p.ts))",
+    Grain.HOUR: "date_trunc('hour', timezone('UTC', p.ts))",
+}
+
+
+class DuckDBStore:
+    """A Store on one DuckDB database file (or ``:memory:``)."""
+
+    def __init__(self, path: str = ":memory:", *, memory_limit: str | None = None,
+                 threads: int | None = None) -> None:
+        self.url = f"duckdb:{path}"
+        config: dict[str, Any] = {}
+        if memory_limit:
+            config["memory_limit"] = memory_limit
+        if threads:
+            config["threads"] = threads
+        try:
+            self._con = duckdb.connect(path, config=config)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open DuckDB database {path!r}: {exc}") from None
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._run("SET TimeZone = 'UTC'")
+        self._migrate()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _run(self, sql: str, params: Sequence[Any] | None = None) -> list[Any]:
+        """Execute and drain the result (DuckDB refuses new work while a result is open)."""
+        return self._con.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def _migrate(self) -> None:
+        con = self._con
+        self._run("CREATE TABLE IF NOT EXISTS kpidash_schema (version INTEGER PRIMARY KEY, "
+                    "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        current = self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"database schema version {current} is newer than this kpidash understands "
+                f"({SCHEMA_VERSION}); upgrade kpidash")
+        for version in sorted(v for v in MIGRATIONS if v > current):
+            with self.transaction():
+                for stmt in MIGRATIONS[version]:
+                    self._run(stmt)
+                self._run("INSERT INTO kpidash_schema (version) VALUES (?)", [version])
+        self.ensure_workspace(DEFAULT_WORKSPACE, "Default")
+
+    def schema_version(self) -> int:
+        row = self._con.execute("SELECT max(version) FROM kpidash_schema").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._run("BEGIN TRANSACTION")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._depth = 0
+                self._run("ROLLBACK")
+                raise
+            self._depth = 0
+            self._run("COMMIT")
+
+    # -- workspaces and KPI definitions ----------------------------------------------------
+
+    def ensure_workspace(self, workspace: str, name: str | None = None) -> None:
+        self._run(
+            "INSERT INTO workspaces (id, name, created_at) VALUES (?, ?, now()) "
+            "ON CONFLICT DO NOTHING", [workspace, name or workspace])
+
+    def put_kpis(self, workspace: str, definitions: Sequence[Mapping[str, Any]],
+                 now: datetime) -> None:
+        with self.transaction():
+            self.ensure_workspace(workspace)
+            for d in definitions:
+                self._run(
+                    "INSERT OR REPLACE INTO kpis VALUES (?, ?, ?, ?)",
+                    [workspace, d["id"], json.dumps(dict(d), sort_keys=True), now])
+
+    def get_kpis(self, workspace: str) -> list[dict[str, Any]]:
+        rows = self._con.execute(
+            "SELECT definition FROM kpis WHERE workspace_id = ? ORDER BY rowid",
+            [workspace]).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    # -- points ----------------------------------------------------------------------------
+
+    def write_points(self, workspace: str, batch: CleanBatch, now: datetime) -> WriteStats:
+        if len(batch) == 0:
+            return WriteStats(0, 0, 0)
+        con = self._con
+        with self.transaction():
+            keys_enc = pc.dictionary_encode(batch.series_key)
+            uniq = keys_enc.dictionary
+            codes = np.asarray(keys_enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+            ids, new_series = self._resolve_series(workspace, uniq, batch, codes)
+            sid = ids[codes]
+            ts = np.asarray(pc.cast(batch.ts, pa.int64()).to_numpy(zero_copy_only=False))
+            # Last occurrence of a (series, ts) key wins; rows end sorted by (series, ts).
+            order = np.lexsort((np.arange(len(sid)), ts, sid))
+            s_sorted, t_sorted = sid[order], ts[order]
+            last = np.ones(len(order), dtype=bool)
+            last[:-1] = (s_sorted[1:] != s_sorted[:-1]) | (t_sorted[1:] != t_sorted[:-1])
+            keep = order[last]
+            tbl = pa.table({
+                "series_id": pa.array(sid[keep]),
+                "ts": batch.ts.take(pa.array(keep)),
+                "value": pa.array(batch.value[keep]),
+                "raw_value": pa.array(batch.raw_value[keep], from_pandas=True),
+                "correction": batch.correction.take(pa.array(keep)),
+            })
+            con.register("_kp_batch", tbl)
+            try:
+                replaced = 0
+                if new_series < len(uniq):  # only series that existed can hold old points
+                    lo, hi = pc.min_max(tbl["ts"]).values()
+                    row = con.execute(
+                        "DELETE FROM points p USING _kp_batch b WHERE p.series_id = b.series_id "
+                        "AND p.ts = b.ts AND p.ts BETWEEN ? AND ?",
+                        [lo.as_py(), hi.as_py()]).fetchone()
+                    replaced = int(row[0]) if row else 0
+                self._run("INSERT INTO points SELECT series_id, ts, value, raw_value, "
+                            "correction, ?::TIMESTAMPTZ FROM _kp_batch", [now])
+            finally:
+                con.unregister("_kp_batch")
+        return WriteStats(written=tbl.num_rows, replaced=replaced, new_series=new_series)
+
+    def _resolve_series(self, workspace: str, uniq: pa.Array, batch: CleanBatch,
+                        codes: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], int]:
+        """Series ids for each distinct series key (creating missing series)."""
+        con = self._con
+        keys_tbl = pa.table({"series_key": uniq, "pos": pa.array(np.arange(len(uniq)))})
+        con.register("_kp_keys", keys_tbl)
+        try:
+            found = con.execute(
+                "SELECT k.pos, s.series_id FROM _kp_keys k JOIN series s "
+                "ON s.series_key = k.series_key AND s.workspace_id = ?", [workspace]).fetchnumpy()
+        finally:
+            con.unregister("_kp_keys")
+        ids = np.full(len(uniq), -1, dtype=np.int64)
+        ids[np.asarray(found["pos"], dtype=np.int64)] = np.asarray(found["series_id"])
+        missing = np.flatnonzero(ids < 0)
+        if len(missing):
+            new_ids = np.asarray(con.execute(
+                f"SELECT nextval('series_id_seq') AS id FROM range({len(missing)})",
+            ).fetchnumpy()["id"], dtype=np.int64)
+            ids[missing] = new_ids
+            new_keys = uniq.take(pa.array(missing)).to_pylist()
+            rows_series = pa.table({
+                "series_id": pa.array(new_ids), "workspace_id": pa.array([workspace] * len(missing)),
+                "kpi_id": pa.array([k.split(SERIES_KEY_SEP, 1)[0] for k in new_keys]),
+                "series_key": pa.array(new_keys)})
+            dim_rows: dict[str, list[Any]] = {"series_id": [], "dim": [], "value": []}
+            for i, key in zip(new_ids.tolist(), new_keys, strict=True):
+                for pair in key.split(SERIES_KEY_SEP)[1:]:
+                    if pair:
+                        dim, value = pair.split("=", 1)
+                        dim_rows["series_id"].append(i)
+                        dim_rows["dim"].append(dim)
+                        dim_rows["value"].append(value)
+            con.register("_kp_new", rows_series)
+            con.register("_kp_dims", pa.table(dim_rows, schema=pa.schema(
+                [("series_id", pa.int64()), ("dim", pa.string()), ("value", pa.string())])))
+            try:
+                self._run("INSERT INTO series SELECT * FROM _kp_new")
+                self._run("INSERT INTO series_dims SELECT * FROM _kp_dims")
+            finally:
+                con.unregister("_kp_new")
+                con.unregister("_kp_dims")
+        return ids, len(missing)
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def _series_filter(self, workspace: str, kpi_ids: Sequence[str],
+                       filters: Mapping[str, Sequence[str]]) -> tuple[str, list[Any]]:
+        marks = ", ".join("?" * len(kpi_ids))
+        sql = f"SELECT series_id, kpi_id FROM series WHERE workspace_id = ? AND kpi_id IN ({marks})"
+        params: list[Any] = [workspace, *kpi_ids]
+        for dim, values in sorted(filters.items()):
+            vmarks = ", ".join("?" * len(values))
+            sql += (" AND series_id IN (SELECT series_id FROM series_dims WHERE dim = ? AND "
+                    f"value IN ({vmarks}))")
+            params += [dim, *values]
+        return sql, params
+
+    def aggregate(self, workspace: str, specs: Sequence[AggSpec], grain: Grain, tz: str,
+                  start: datetime, end: datetime, filters: Mapping[str, Sequence[str]],
+                  group_by: str | None) -> dict[str, AggRows]:
+        if not specs:
+            return {}
+        con = self._con
+        ids = [s.kpi_id for s in specs]
+        sel_sql, params = self._series_filter(workspace, ids, filters)
+        sel = con.execute(sel_sql, params).fetchnumpy()
+        empty = AggRows(np.array([], dtype="datetime64[us]"), np.array([], dtype=object),
+                        np.array([], dtype=np.float64))
+        result = {s.kpi_id: empty for s in specs}
+        if len(sel["series_id"]) == 0:
+            return result
+        sel_tbl = pa.table({"series_id": pa.array(np.asarray(sel["series_id"], dtype=np.int64)),
+                            "kpi_id": pa.array(list(sel["kpi_id"]), type=pa.string())})
+        bucket = _BUCKET_SQL.get(grain, f"date_trunc('{grain.value}', timezone(?, p.ts))")
+        bparams: list[Any] = [] if grain not in LOCAL_GRAINS else [tz]
+        lo, hi = int(sel_tbl["series_id"].to_numpy().min()), int(
+            sel_tbl["series_id"].to_numpy().max())
+        group_sql = "g.value" if group_by else "NULL::VARCHAR"
+        join_g = ("LEFT JOIN series_dims g ON g.series_id = p.series_id AND g.dim = ?"
+                  if group_by else "")
+        gparams: list[Any] = [group_by] if group_by else []
+        base = (f"SELECT s.kpi_id, p.series_id, {bucket} AS k, {group_sql} AS grp, p.ts, p.value "
+                f"FROM points p JOIN _kp_sel s ON s.series_id = p.series_id {join_g} "
+                "WHERE p.series_id BETWEEN ? AND ? AND p.ts >= ? AND p.ts < ?")
+        base_params = [*bparams, *gparams, lo, hi, start, end]
+        plain = [s for s in specs if s.aggregation is not Aggregation.LAST]
+        lasts = [s for s in specs if s.aggregation is Aggregation.LAST]
+        parts: list[str] = []
+        all_params: list[Any] = []
+        if plain:
+            case = " ".join(
+                f"WHEN kpi_id = '{_q(s.kpi_id)}' THEN {_AGG_SQL[s.aggregation]}" for s in plain)
+            plist = ", ".join(f"'{_q(s.kpi_id)}'" for s in plain)
+            parts.append(f"SELECT kpi_id, k, grp, CASE {case} END AS v FROM ({base}) "
+                         f"WHERE kpi_id IN ({plist}) GROUP BY kpi_id, k, grp")
+            all_params += base_params
+        if lasts:
+            plist = ", ".join(f"'{_q(s.kpi_id)}'" for s in lasts)
+            parts.append(
+                "SELECT kpi_id, k, grp, sum(v) AS v FROM (SELECT kpi_id, series_id, k, grp, "
+                f"arg_max(value, ts) AS v FROM ({base}) WHERE kpi_id IN ({plist}) "
+                "GROUP BY kpi_id, series_id, k, grp) GROUP BY kpi_id, k, grp")
+            all_params += base_params
+        sql = " UNION ALL ".join(parts) + " ORDER BY kpi_id, grp NULLS FIRST, k"
+        con.register("_kp_sel", sel_tbl)
+        try:
+            out = con.sql(sql, params=all_params).to_arrow_table()
+        finally:
+            con.unregister("_kp_sel")
+        kpi_col = np.asarray(out["kpi_id"].to_numpy(zero_copy_only=False), dtype=object)
+        keys = np.asarray(pc.cast(out["k"], pa.timestamp("us")).to_numpy(zero_copy_only=False),
+                          dtype="datetime64[us]")
+        grps = np.asarray(out["grp"].to_numpy(zero_copy_only=False), dtype=object)
+        vals = np.asarray(out["v"].to_numpy(zero_copy_only=False), dtype=np.float64)
+        for s in specs:
+            m = kpi_col == s.kpi_id
+            result[s.kpi_id] = AggRows(keys[m], grps[m], vals[m])
+        return result
+
+    def read_points(self, workspace: str, kpi_id: str, start: datetime | None = None,
+                    end: datetime | None = None) -> pa.Table:
+        con = self._con
+        dims = [r[0] for r in con.execute(
+            "SELECT DISTINCT d.dim FROM series_dims d JOIN series s USING (series_id) "
+            "WHERE s.workspace_id = ? AND s.kpi_id = ? ORDER BY 1", [workspace, kpi_id]).fetchall()]
+        dim_cols = "".join(
+            f", (SELECT value FROM series_dims d WHERE d.series_id = p.series_id "
+            f"AND d.dim = '{_q(d)}') AS \"{d}\"" for d in dims)
+        sql = (f"SELECT p.ts, p.value, p.raw_value, p.correction{dim_cols} FROM points p "
+               "JOIN series s USING (series_id) WHERE s.workspace_id = ? AND s.kpi_id = ?")
+        params: list[Any] = [workspace, kpi_id]
+        if start is not None:
+            sql += " AND p.ts >= ?"
+            params.append(start)
+        if end is not None:
+            sql += " AND p.ts < ?"
+            params.append(end)
+        return con.sql(sql + " ORDER BY p.series_id, p.ts", params=params).to_arrow_table()
+
+    def point_count(self, workspace: str, kpi_id: str | None = None) -> int:
+        sql = ("SELECT count(*) FROM points p JOIN series s USING (series_id) "
+               "WHERE s.workspace_id = ?")
+        params: list[Any] = [workspace]
+        if kpi_id:
+            sql += " AND s.kpi_id = ?"
+            params.append(kpi_id)
+        row = self._con.execute(sql, params).fetchone()
+        return int(row[0]) if row else 0
+
+    def series_count(self, workspace: str, kpi_id: str | None = None) -> int:
+        sql = "SELECT count(*) FROM series WHERE workspace_id = ?"
+        params: list[Any] = [workspace]
+        if kpi_id:
+            sql += " AND kpi_id = ?"
+            params.append(kpi_id)
+        row = self._con.execute(sql, params).fetchone()
+        return int(row[0]) if row else 0
+
+    def time_range(self, workspace: str, kpi_ids: Sequence[str] | None = None,
+                   ) -> tuple[datetime, datetime] | None:
+        # epoch microseconds: fetching TIMESTAMPTZ as Python objects would need pytz
+        sql = ("SELECT epoch_us(min(p.ts)), epoch_us(max(p.ts)) FROM points p "
+               "JOIN series s USING (series_id) "
+               "WHERE s.workspace_id = ?")
+        params: list[Any] = [workspace]
+        if kpi_ids:
+            sql += f" AND s.kpi_id IN ({', '.join('?' * len(kpi_ids))})"
+            params += list(kpi_ids)
+        row = self._con.execute(sql, params).fetchone()
+        if not row or row[0] is None:
+            return None
+        return _from_epoch_us(row[0]), _from_epoch_us(row[1])
+
+
+_AGG_SQL = {
+    Aggregation.SUM: "sum(value)",
+    Aggregation.MEAN: "avg(value)",
+    Aggregation.MIN: "min(value)",
+    Aggregation.MAX: "max(value)",
+    Aggregation.COUNT: "count(*)::DOUBLE",
+}
+
+
+def _from_epoch_us(us: int) -> datetime:
+    return datetime.fromtimestamp(0, UTC) + timedelta(microseconds=int(us))
+
+
+def _q(text: str) -> str:
+    """Quote for a SQL string literal (ids are validated identifiers; this is belt and braces)."""
+    return text.replace("'", "''")
