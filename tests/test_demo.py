@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -36,6 +35,18 @@ def data() -> demo.DemoData:
 @pytest.fixture(scope="module")
 def df(data: demo.DemoData) -> pd.DataFrame:
     return data.points.to_pandas()
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(END, demo.DEMO_SEED), (date(2026, 1, 15), 7)],
+    ids=["default-seed", "jan-2026-seed-7"],
+)
+def case(request: pytest.FixtureRequest) -> tuple[demo.DemoData, pd.DataFrame]:
+    """Other windows and seeds, so incident checks do not pass by luck of one draw."""
+    end, seed = request.param
+    generated = demo.generate(end, seed=seed)
+    return generated, generated.points.to_pandas()
 
 
 @pytest.fixture(scope="module")
@@ -327,7 +338,8 @@ def test_manifest_lists_every_required_incident(data: demo.DemoData) -> None:
         assert inc["description"].endswith(".") and inc["description"].count(". ") == 0
 
 
-def test_churn_spike_is_visible(data: demo.DemoData, df: pd.DataFrame) -> None:
+def test_churn_spike_is_visible(case: tuple[demo.DemoData, pd.DataFrame]) -> None:
+    data, df = case
     inc = incident(data, "churn-spike")
     start, end = date.fromisoformat(inc["start"]), date.fromisoformat(inc["end"])
     assert (end - start).days + 1 == 3 and inc["magnitude"] == 4.0 and inc["dims"] == {}
@@ -335,10 +347,12 @@ def test_churn_spike_is_visible(data: demo.DemoData, df: pd.DataFrame) -> None:
     spike = churn[(churn.index >= ts(start)) & (churn.index <= ts(end))]
     before = churn[(churn.index >= ts(start - timedelta(days=14))) & (churn.index < ts(start))]
     assert len(spike) == 3 and len(before) == 14
-    assert (spike >= 3 * before.mean()).all()
+    assert spike.mean() >= 3 * before.mean()
+    assert spike.min() >= 2 * before.max()
 
 
-def test_revenue_drop_hits_eu_only(data: demo.DemoData, df: pd.DataFrame) -> None:
+def test_revenue_drop_hits_eu_only(case: tuple[demo.DemoData, pd.DataFrame]) -> None:
+    data, df = case
     inc = incident(data, "revenue-drop-eu")
     assert inc["dims"] == {"region": "EU"}
     start, end = date.fromisoformat(inc["start"]), date.fromisoformat(inc["end"])
@@ -355,10 +369,11 @@ def test_revenue_drop_hits_eu_only(data: demo.DemoData, df: pd.DataFrame) -> Non
         assert 0.9 < ratio(region) < 1.1, region
 
 
-def test_signups_level_shift_is_visible(data: demo.DemoData, df: pd.DataFrame) -> None:
+def test_signups_level_shift_is_visible(case: tuple[demo.DemoData, pd.DataFrame]) -> None:
+    data, df = case
     inc = incident(data, "signups-level-shift")
     start = date.fromisoformat(inc["start"])
-    assert inc["end"] == END.isoformat() and inc["dims"] == {}
+    assert inc["end"] == data.manifest["end"] and inc["dims"] == {}
     signups = daily(df, "signups")
     after = signups[signups.index >= ts(start)]
     before = signups[(signups.index < ts(start))
@@ -367,7 +382,8 @@ def test_signups_level_shift_is_visible(data: demo.DemoData, df: pd.DataFrame) -
 
 
 @pytest.mark.parametrize("n", [1, 2, 3], ids=lambda n: f"revenue-outlier-{n}")
-def test_outlier_is_visible(data: demo.DemoData, df: pd.DataFrame, n: int) -> None:
+def test_outlier_is_visible(case: tuple[demo.DemoData, pd.DataFrame], n: int) -> None:
+    data, df = case
     inc = incident(data, f"revenue-outlier-{n}")
     assert inc["start"] == inc["end"] and set(inc["dims"]) == {"region", "plan", "channel"}
     series = daily(df, "revenue", **inc["dims"])
@@ -381,7 +397,8 @@ def test_outliers_are_on_different_dates_and_series(data: demo.DemoData) -> None
     assert len({tuple(sorted(i["dims"].items())) for i in outliers}) == 3
 
 
-def test_gap_removes_active_users_rows(data: demo.DemoData, df: pd.DataFrame) -> None:
+def test_gap_removes_active_users_rows(case: tuple[demo.DemoData, pd.DataFrame]) -> None:
+    data, df = case
     inc = incident(data, "active-users-gap")
     start, end = date.fromisoformat(inc["start"]), date.fromisoformat(inc["end"])
     assert (end - start).days + 1 == 5
@@ -443,16 +460,10 @@ def test_manifest_json_is_valid_sorted_and_complete(data: demo.DemoData) -> None
         lambda: demo.generate(END, days=-5),
         lambda: demo.generate(END, seed=-1),
         lambda: demo.generate_days(END, END - timedelta(days=1)),
+        lambda: demo.generate(datetime(2025, 6, 30, tzinfo=UTC)),
     ],
-    ids=["zero-days", "negative-days", "negative-seed", "last-before-first"],
+    ids=["zero-days", "negative-days", "negative-seed", "last-before-first", "datetime-not-date"],
 )
 def test_bad_arguments_raise_config_error(call: Any) -> None:
     with pytest.raises(ConfigError):
         call()
-
-
-def test_default_window_generates_in_under_two_seconds() -> None:
-    demo.generate(END, days=30)  # warm up imports and caches
-    started = time.perf_counter()
-    demo.generate(END)
-    assert time.perf_counter() - started < 2.0

@@ -15,7 +15,7 @@ That is 332 series; the default 730-day window holds 332 × 730 − 60 = 242,300
 injected gap removes 5 days × 12 active_users series). Columns: ``timestamp``
 (timestamp[us, UTC]), ``kpi``, ``value`` (float64; counts are whole numbers, money is in
 dollars rounded to cents), ``region``, ``plan``, ``channel`` (null where the KPI has no such
-dimension).
+dimension). Rows are ordered by day, then KPI (in :data:`KPIS` order), then series.
 
 Formulas
 --------
@@ -141,7 +141,7 @@ _UNIX_EPOCH = date(1970, 1, 1).toordinal()
 _US_PER_DAY = 86_400_000_000
 _MONTH = 30.4375  # mean days per month
 _WIGGLE_PERIOD = 182.625  # days; half a year
-_BASELINE_DAYS = 14  # clean days an incident needs before it in the window
+_BASELINE_DAYS = 14  # days of the window an incident needs before it
 _PRICE = np.array([0.0, 49.0, 990.0])  # $/month per customer, in PLANS order
 _USERS_PER_ACCOUNT = np.array([0.0, 3.2, 28.0])  # in PLANS order; free users are modelled apart
 _REGION_SHARE = np.array([0.42, 0.30, 0.18, 0.10])
@@ -231,7 +231,7 @@ def _params(seed: int) -> _Params:
 
 
 def _weekly(pattern: F64, dow: I64) -> F64:
-    return (pattern / pattern.mean())[dow]
+    return np.asarray((pattern / pattern.mean())[dow], dtype=np.float64)
 
 
 def _yearly(doy: I64, december: float, august: float) -> F64:
@@ -321,11 +321,11 @@ def _layout() -> tuple[I64, I64, I64, I64]:
     for k, kpi in enumerate(KPIS):
         for s in _series_dims(kpi):
             cols[0].append(k)
-            for j, d in enumerate(_FULL, start=1):
-                values = _DIM_VALUES[d]
-                cols[j].append(values.index(s[d]) if d in s else len(values))
-    a, b, c, d = (np.asarray(x, dtype=np.int64) for x in cols)
-    return a, b, c, d
+            for j, dim in enumerate(_FULL, start=1):
+                values = _DIM_VALUES[dim]
+                cols[j].append(values.index(s[dim]) if dim in s else len(values))
+    kpi_idx, region, plan, channel = (np.asarray(x, dtype=np.int64) for x in cols)
+    return kpi_idx, region, plan, channel
 
 
 def _table(first: date, values: dict[str, F64], present: dict[str, Mask] | None) -> pa.Table:

@@ -113,6 +113,8 @@ def validate_definitions(raw: Iterable[Any], source: str | None = None) -> tuple
                            if err["type"] == "extra_forbidden"
                            else f"{err['msg']} (got {given!r})")
                     rb.error(code, msg, source=source, item=label, field=fld)
+                if isinstance(item.get("id"), str):  # still catch a later duplicate of it
+                    seen.setdefault(item["id"], index)
                 continue
         else:
             rb.error("kpi.shape", f"expected a mapping of KPI fields, got {type(item).__name__}",
