@@ -54,7 +54,9 @@ def _main(
 def main() -> None:
     """Console-script entry point: one readable line per error unless --debug."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # returns the code of a typer.Exit in this mode
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

@@ -202,7 +202,8 @@ class Engine:
         grain = _grain(grain)
         now = now or self.clock.now()
         ids = list(kpi_ids) if kpi_ids is not None else [k.id for k in self._registry]
-        end_key = agg.period_keys(now - timedelta(microseconds=1), now, grain, self.timezone)[-1]
+        # the range ends where the period containing `now` starts: only complete periods
+        end_key = agg.period_keys(now, now + timedelta(microseconds=1), grain, self.timezone)[0]
         end = _key_to_instant(end_key, grain, self.timezone)
         start = _periods_back(end, grain, periods, self.timezone)
         series = self.query_many(ids, grain, start, end)

@@ -1,0 +1,208 @@
+"""The Store contract: every implementation runs this suite (see the ``store`` fixture)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from kpidash.core.batch import CleanBatch, validate
+from kpidash.core.registry import Registry, build_registry
+from kpidash.errors import SchemaVersionError
+from kpidash.model import Aggregation, Grain
+from kpidash.store import open_store
+from kpidash.store.base import AggSpec, Store
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+NOW = datetime(2024, 2, 1, tzinfo=UTC)
+REG = build_registry([
+    {"id": "sales", "name": "Sales", "dimensions": ["region", "plan"]},
+    {"id": "customers", "name": "Customers", "aggregation": "last", "dimensions": ["region"]},
+    {"id": "temp", "name": "Temp", "aggregation": "mean"},
+])
+
+
+def batch(rows: list[tuple[str, str, float, dict[str, str]]], reg: Registry = REG) -> CleanBatch:
+    dims = sorted({d for *_, ds in rows for d in ds})
+    t = pa.table({"timestamp": [r[1] for r in rows], "kpi": [r[0] for r in rows],
+                  "value": [r[2] for r in rows],
+                  **{d: [r[3].get(d) for r in rows] for d in dims}})
+    b, report = validate(t, reg)
+    assert b is not None, report.summary()
+    return b
+
+
+def day(n: int, hour: int = 0) -> str:
+    return (T0 + timedelta(days=n, hours=hour)).isoformat()
+
+
+def agg(store: Store, kpi: str, how: Aggregation, grain: Grain = Grain.DAY,
+        ws: str = "default", **kw: object) -> dict[tuple[str, object], float]:
+    rows = store.aggregate(ws, [AggSpec(kpi, how)], grain, str(kw.get("tz", "UTC")), T0,
+                           T0 + timedelta(days=40), kw.get("filters", {}),  # type: ignore[arg-type]
+                           kw.get("group_by"))[kpi]  # type: ignore[arg-type]
+    return {(str(k)[:10], g): v for k, g, v in zip(rows.keys, rows.groups, rows.values,
+                                                   strict=True)}
+
+
+def test_schema_is_versioned(store: Store) -> None:
+    assert store.schema_version() == 1
+
+
+def test_kpi_definitions_round_trip(store: Store) -> None:
+    defs = [k.model_dump(mode="json") for k in REG]
+    store.put_kpis("default", defs, NOW)
+    assert [d["id"] for d in store.get_kpis("default")] == ["sales", "customers", "temp"]
+    store.put_kpis("default", [{**defs[0], "unit": "$"}], NOW)
+    assert store.get_kpis("default")[0]["unit"] == "$"
+    assert build_registry(store.get_kpis("default")).get("sales").unit == "$"
+
+
+def test_resent_points_replace_instead_of_duplicating(store: Store) -> None:
+    first = store.write_points("default", batch([("sales", day(0), 1.0, {"region": "EU"}),
+                                                 ("sales", day(1), 2.0, {"region": "EU"})]), NOW)
+    assert (first.written, first.new_series) == (2, 1)
+    again = store.write_points("default", batch([("sales", day(1), 5.0, {"region": "EU"})]), NOW)
+    assert (again.written, again.replaced, again.new_series) == (1, 1, 0)
+    assert store.point_count("default") == 2
+    assert agg(store, "sales", Aggregation.SUM) == {("2024-01-01", None): 1.0,
+                                                    ("2024-01-02", None): 5.0}
+
+
+def test_last_duplicate_within_a_batch_wins(store: Store) -> None:
+    store.write_points("default", batch([("sales", day(0), 1.0, {}), ("sales", day(0), 7.0, {})]),
+                       NOW)
+    assert store.point_count("default") == 1
+    assert agg(store, "sales", Aggregation.SUM) == {("2024-01-01", None): 7.0}
+
+
+def test_transaction_rolls_back_everything(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.transaction():
+        store.write_points("default", batch([("sales", day(0), 1.0, {"region": "EU"})]), NOW)
+        raise RuntimeError("boom")
+    assert store.point_count("default") == 0 and store.series_count("default") == 0
+
+
+def test_workspaces_are_isolated(store: Store) -> None:
+    store.ensure_workspace("acme")
+    store.write_points("default", batch([("sales", day(0), 1.0, {"region": "EU"})]), NOW)
+    store.write_points("acme", batch([("sales", day(0), 100.0, {"region": "EU"})]), NOW)
+    assert agg(store, "sales", Aggregation.SUM, ws="acme") == {("2024-01-01", None): 100.0}
+    assert agg(store, "sales", Aggregation.SUM) == {("2024-01-01", None): 1.0}
+    assert store.point_count("acme") == 1 and store.series_count("default") == 1
+
+
+@pytest.mark.parametrize(("how", "expected"), [
+    (Aggregation.SUM, 1 + 2 + 10 + 20), (Aggregation.MEAN, 33 / 4), (Aggregation.MIN, 1),
+    (Aggregation.MAX, 20), (Aggregation.COUNT, 4),
+    # last is semi-additive: last value of each series in the period, summed over series
+    (Aggregation.LAST, 2 + 20),
+])
+def test_aggregations(store: Store, how: Aggregation, expected: float) -> None:
+    store.write_points("default", batch([
+        ("sales", day(0, 1), 1.0, {"region": "EU"}), ("sales", day(0, 5), 2.0, {"region": "EU"}),
+        ("sales", day(0, 3), 20.0, {"region": "NA"}), ("sales", day(0, 2), 10.0, {"region": "NA"}),
+    ]), NOW)
+    assert agg(store, "sales", how) == {("2024-01-01", None): pytest.approx(expected)}
+
+
+def test_filters_and_group_by(store: Store) -> None:
+    store.write_points("default", batch([
+        ("sales", day(0), 1.0, {"region": "EU", "plan": "pro"}),
+        ("sales", day(0), 2.0, {"region": "EU", "plan": "free"}),
+        ("sales", day(0), 4.0, {"region": "NA", "plan": "pro"}),
+        ("sales", day(0), 8.0, {"plan": "pro"}),
+    ]), NOW)
+    assert agg(store, "sales", Aggregation.SUM, filters={"region": ["EU"]}) == {
+        ("2024-01-01", None): 3.0}
+    assert agg(store, "sales", Aggregation.SUM, filters={"region": ["EU", "NA"],
+                                                         "plan": ["pro"]}) == {
+        ("2024-01-01", None): 5.0}
+    assert agg(store, "sales", Aggregation.SUM, group_by="region") == {
+        ("2024-01-01", "EU"): 3.0, ("2024-01-01", "NA"): 4.0, ("2024-01-01", None): 8.0}
+
+
+def test_day_grain_follows_time_zone(store: Store) -> None:
+    # 23:30 UTC on Jan 1 is 00:30 on Jan 2 in Paris
+    store.write_points("default", batch([("sales", "2024-01-01T23:30:00Z", 1.0, {}),
+                                         ("sales", "2024-01-01T12:00:00Z", 2.0, {})]), NOW)
+    assert agg(store, "sales", Aggregation.SUM, tz="Europe/Paris") == {
+        ("2024-01-01", None): 2.0, ("2024-01-02", None): 1.0}
+    assert agg(store, "sales", Aggregation.SUM, tz="UTC") == {("2024-01-01", None): 3.0}
+
+
+def test_read_points_keeps_raw_value_of_corrections(store: Store) -> None:
+    reg = build_registry([{"id": "rate", "name": "Rate", "max_value": 100,
+                           "on_out_of_bounds": "clamp", "dimensions": ["region"]}])
+    store.write_points("default", batch([("rate", day(0), 140.0, {"region": "EU"})], reg), NOW)
+    t = store.read_points("default", "rate")
+    assert t.column_names[:4] == ["ts", "value", "raw_value", "correction"]
+    assert t.to_pylist()[0] | {"ts": None} == {"ts": None, "value": 100.0, "raw_value": 140.0,
+                                               "correction": "clamp", "region": "EU"}
+
+
+def test_time_range(store: Store) -> None:
+    assert store.time_range("default") is None
+    store.write_points("default", batch([("sales", day(3), 1.0, {}), ("temp", day(9), 1.0, {})]),
+                       NOW)
+    assert store.time_range("default", ["sales"]) == (T0 + timedelta(days=3),) * 2
+    assert store.time_range("default") == (T0 + timedelta(days=3), T0 + timedelta(days=9))
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = str(tmp_path / "new.duckdb")
+    s = open_store(path)
+    s._run("INSERT INTO kpidash_schema (version) VALUES (99)")  # type: ignore[attr-defined]
+    s.close()
+    with pytest.raises(SchemaVersionError, match="newer"):
+        open_store(path)
+
+
+def test_committed_data_survives_a_killed_process(tmp_path: Path) -> None:
+    """A process killed (SIGKILL) mid-write keeps what it committed and nothing else."""
+    path = tmp_path / "crash.duckdb"
+    script = textwrap.dedent(f"""
+        import os, signal, pyarrow as pa
+        from datetime import datetime, UTC
+        from kpidash.core.batch import validate
+        from kpidash.core.registry import build_registry
+        from kpidash.store import open_store
+        reg = build_registry([{{"id": "sales", "name": "Sales"}}])
+        s = open_store({str(path)!r})
+        def b(day):
+            t = pa.table({{"timestamp": [f"2024-01-{{day:02d}}T00:00:00Z"], "kpi": ["sales"],
+                          "value": [float(day)]}})
+            return validate(t, reg)[0]
+        now = datetime(2024, 2, 1, tzinfo=UTC)
+        s.write_points("default", b(1), now)          # committed
+        with s.transaction():
+            s.write_points("default", b(2), now)      # never committed
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr.decode()
+    s = open_store(str(path))
+    try:
+        t = s.read_points("default", "sales")
+        assert t.column("value").to_pylist() == [1.0]
+    finally:
+        s.close()
+
+
+def test_reopened_file_keeps_points(tmp_path: Path) -> None:
+    path = str(tmp_path / "k.duckdb")
+    s = open_store(path)
+    s.write_points("default", batch([("sales", day(0), 3.0, {"region": "EU"})]), NOW)
+    s.close()
+    s = open_store(path)
+    try:
+        assert s.point_count("default") == 1 and s.schema_version() == 1
+        assert np.asarray(s.read_points("default", "sales")["value"]).tolist() == [3.0]
+    finally:
+        s.close()

@@ -1,0 +1,91 @@
+"""The CLI run as a user runs it: the installed ``kpidash`` command in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXE = shutil.which("kpidash") or str(Path(sys.executable).parent / "kpidash")
+
+
+def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KPIDASH_DB": str(tmp_path / "cli.duckdb")}
+    return subprocess.run([EXE, *args], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=tmp_path)
+
+
+def test_kpis_validate_reports_every_problem(tmp_path: Path) -> None:
+    f = tmp_path / "k.yaml"
+    f.write_text("kpis:\n  - {id: a, name: A, min_value: 5, max_value: 1, weight: -1}\n"
+                 "  - {id: a, name: Again}\n  - {id: r, name: R, kind: ratio, numerator: x,"
+                 " denominator: a}\n", encoding="utf-8")
+    r = run(tmp_path, "kpis", "validate", str(f))
+    assert r.returncode == 1
+    for code in ("kpi.bounds", "kpi.weight", "kpi.duplicate_id", "kpi.unknown_reference"):
+        assert code in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_kpis_validate_accepts_the_saas_pack(tmp_path: Path) -> None:
+    pack = Path(__file__).parents[1] / "src" / "kpidash" / "packs" / "saas.yaml"
+    r = run(tmp_path, "kpis", "validate", str(pack))
+    assert r.returncode == 0 and "13 KPI(s) valid" in r.stdout
+
+
+def test_ingest_query_and_errors_are_one_line(tmp_path: Path) -> None:
+    f = tmp_path / "p.csv"
+    f.write_text("timestamp,kpi,value,region\n2024-01-01T00:00:00Z,signups,3,EU\n"
+                 "2024-01-02T00:00:00Z,signups,4,EU\n", encoding="utf-8")
+    r = run(tmp_path, "ingest", str(f), "--pack", "saas")
+    assert r.returncode == 0, r.stderr
+    assert "2 points written" in r.stdout
+    r = run(tmp_path, "query", "signups", "--grain", "week", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)[0]["values"] == [7.0]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,kpi,value\nnot-a-time,signups,x\n", encoding="utf-8")
+    r = run(tmp_path, "ingest", str(bad))
+    assert r.returncode == 1
+    assert "row 1, field 'timestamp'" in r.stderr and "row 1, field 'value'" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run(tmp_path, "query", "nope")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "unknown KPI 'nope'" in r.stderr
+    r = run(tmp_path, "--debug", "query", "nope")
+    assert "Traceback" in r.stderr
+
+
+def test_demo_is_idempotent_and_prints_dashboard(tmp_path: Path) -> None:
+    out = tmp_path / "board.json"
+    man = tmp_path / "manifest.json"
+    args = ("demo", "--days", "300", "--end", "2024-06-30", "--out", str(out),
+            "--manifest", str(man))
+    r1 = run(tmp_path, *args)
+    assert r1.returncode == 0, r1.stderr
+    first = out.read_text(encoding="utf-8")
+    r2 = run(tmp_path, *args)
+    assert r2.returncode == 0, r2.stderr
+    assert out.read_text(encoding="utf-8").replace(" ", "") == first.replace(" ", "")
+    board = json.loads(first)
+    assert board["type"] == "dashboard" and len(board["widgets"]) >= 13
+    assert json.loads(man.read_text(encoding="utf-8"))["incidents"]
+    r = run(tmp_path, "query", "revenue", "--json")
+    assert len(json.loads(r.stdout)[0]["values"]) == 300  # re-run did not duplicate days
+
+
+@pytest.mark.parametrize("ticks", [2])
+def test_demo_watch_appends_days(tmp_path: Path, ticks: int) -> None:
+    r = run(tmp_path, "demo", "--days", "60", "--end", "2024-06-30", "--watch", "--interval",
+            "0", "--ticks", str(ticks))
+    assert r.returncode == 0, r.stderr
+    docs = [json.loads(d) for d in r.stdout.replace("}\n{", "}\x00{").split("\x00")]
+    assert len(docs) == ticks + 1
+    periods = [next(w for w in d["widgets"] if w["type"] == "kpi")["data"]["period"]
+               for d in docs]
+    assert periods == ["2024-06-30T00:00:00+00:00", "2024-07-01T00:00:00+00:00",
+                       "2024-07-02T00:00:00+00:00"]
