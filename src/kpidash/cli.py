@@ -62,7 +62,7 @@ def main() -> None:
     except typer.Abort:
         err.print("aborted")
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 — the one place that turns errors into a line
+    except Exception as exc:
         if _state["debug"] or "--debug" in sys.argv:
             raise
         _fail(exc)

@@ -249,7 +249,7 @@ def _periods_back(end: datetime, grain: Grain, periods: int, tz: str) -> datetim
 
 def _point_dict(p: Point | Mapping[str, Any]) -> Mapping[str, Any]:
     if isinstance(p, Point):
-        return {"kpi": p.kpi_id, "ts": p.ts.isoformat() if p.ts.tzinfo else p.ts.isoformat(),
+        return {"kpi": p.kpi_id, "ts": p.ts.isoformat(),
                 "value": p.value, "dims": dict(p.dims)}
     return p
 

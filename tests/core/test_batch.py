@@ -125,7 +125,7 @@ def test_bounds_policy(policy: str, ok: bool, stored: float | None, raw: float |
 
 def test_series_key_matches_scalar_form(reg: Registry) -> None:
     t = table(region=["EU"], plan=["pro"], channel=[""])
-    batch, report = validate(t, reg)
+    batch, _report = validate(t, reg)
     assert batch is not None
     assert batch.series_key[0].as_py() == series_key("revenue", {"region": "EU", "plan": "pro"})
 

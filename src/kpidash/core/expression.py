@@ -79,6 +79,7 @@ def _eval(node: ast.expr, env: Mapping[str, FloatArray]) -> FloatArray | float:
         v = _eval(node.operand, env)
         return -v if isinstance(node.op, ast.USub) else v
     if isinstance(node, ast.Constant):
+        assert isinstance(node.value, int | float)  # guaranteed by _check
         return float(node.value)
     assert isinstance(node, ast.Name)  # guaranteed by _check
     return env[node.id]

@@ -93,7 +93,6 @@ class DuckDBStore:
         self._con.close()
 
     def _migrate(self) -> None:
-        con = self._con
         self._run("CREATE TABLE IF NOT EXISTS kpidash_schema (version INTEGER PRIMARY KEY, "
                     "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
         current = self.schema_version()

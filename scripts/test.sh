@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set everything up and run the checks: ruff, mypy (core), import contracts, pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+echo "== ruff";          .venv/bin/ruff check src tests benchmarks
+echo "== mypy (core)";   .venv/bin/mypy
+echo "== import rules";  .venv/bin/lint-imports
+echo "== pytest";        .venv/bin/pytest -q -p no:cacheprovider "$@"
