@@ -6,7 +6,7 @@ Every read and write is scoped by workspace. A store is used from one thread at 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -100,8 +100,3 @@ def open_store(url: str, **options: Any) -> Store:
             raise ConfigError(f"cannot create the database {path!r}: folder {parent} does not "
                               "exist")
     return DuckDBStore(path, **options)
-
-
-def iter_chunks(table: pa.Table, rows: int) -> Iterator[pa.Table]:
-    for off in range(0, table.num_rows, rows):
-        yield table.slice(off, rows)
