@@ -206,3 +206,38 @@ def test_reopened_file_keeps_points(tmp_path: Path) -> None:
         assert np.asarray(s.read_points("default", "sales")["value"]).tolist() == [3.0]
     finally:
         s.close()
+
+
+ZONES = ["UTC", "Europe/Paris", "America/St_Johns", "Asia/Kolkata", "Australia/Lord_Howe",
+         "Pacific/Chatham", "America/Santiago"]
+
+
+@pytest.mark.parametrize("tz", ZONES)
+@pytest.mark.parametrize("grain", [Grain.HOUR, Grain.DAY, Grain.WEEK, Grain.MONTH, Grain.YEAR])
+def test_period_keys_match_the_calendar_in_every_zone(store: Store, tz: str, grain: Grain) -> None:
+    """The store's bucketing equals pandas' local-calendar floor, DST changes included."""
+    import pandas as pd
+
+    from kpidash.core.aggregate import LOCAL_GRAINS, floor_key
+
+    rng = np.random.default_rng(7)
+    start, end = datetime(2023, 1, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC)
+    span = int((end - start).total_seconds())
+    secs = np.sort(rng.integers(0, span, 400))
+    ts = [start + timedelta(seconds=int(s)) for s in secs]
+    t = pa.table({"timestamp": pa.array(ts, pa.timestamp("us", tz="UTC")),
+                  "kpi": ["sales"] * len(ts), "value": [1.0] * len(ts)})
+    b, _ = validate(t, REG)
+    assert b is not None
+    store.write_points("default", b, NOW)
+    rows = store.aggregate("default", [AggSpec("sales", Aggregation.COUNT)], grain, tz, start,
+                           end, {}, None)["sales"]
+    got = {str(k): v for k, v in zip(rows.keys.astype("datetime64[us]"), rows.values,
+                                     strict=True)}
+    expected: dict[str, float] = {}
+    for x in ts:
+        stamp = pd.Timestamp(x)
+        local = (stamp.tz_convert(tz) if grain in LOCAL_GRAINS else stamp).tz_localize(None)
+        key = str(np.datetime64(floor_key(local, grain).to_datetime64(), "us"))
+        expected[key] = expected.get(key, 0) + 1.0
+    assert got == expected

@@ -165,9 +165,10 @@ def compose(kpi: KPI, registry: Registry, inputs: Mapping[str, npt.NDArray[np.fl
     return expr.evaluate(env)
 
 
-def to_series(kpi: KPI, matrix: npt.NDArray[np.float64], keys: npt.NDArray[np.datetime64],
-              groups: Sequence[str | None], grain: Grain, tz: str) -> list[Series]:
-    periods, labels = keys_to_utc(keys, grain, tz)
+def to_series(kpi: KPI, matrix: npt.NDArray[np.float64], periods: npt.NDArray[np.datetime64],
+              labels: tuple[str, ...], groups: Sequence[str | None], grain: Grain, tz: str,
+              ) -> list[Series]:
+    """One Series per group (row of ``matrix``); ``periods``/``labels`` from keys_to_utc."""
     return [Series(kpi_id=kpi.id, grain=grain, tz=tz, periods=periods,
                    values=np.ascontiguousarray(matrix[i]), group=g, labels=labels)
             for i, g in enumerate(groups)]

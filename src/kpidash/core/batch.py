@@ -153,9 +153,16 @@ def validate(
                         rows[not_allowed & (kpi_idx == code_i)], dim, source)
         bad |= not_allowed
         if present.any():
-            lengths = np.asarray(pc.fill_null(pc.utf8_length(col), 0))
-            weird = present & ((lengths > MAX_DIM_VALUE) | np.asarray(
-                pc.fill_null(pc.match_substring_regex(col, r"[\x00-\x1f]"), False), dtype=bool))
+            # checked once per distinct value (a column holds few): the regex over every
+            # row cost ~40 ms per dimension per million rows
+            enc = pc.dictionary_encode(col)
+            uniq = enc.dictionary
+            lengths = np.asarray(pc.fill_null(pc.utf8_length(uniq), 0))
+            weird_u = (lengths > MAX_DIM_VALUE) | np.asarray(
+                pc.fill_null(pc.match_substring_regex(uniq, r"[\x00-\x1f]"), False), dtype=bool)
+            idx = np.asarray(pc.fill_null(enc.indices, 0).to_numpy(zero_copy_only=False),
+                             dtype=np.int64)
+            weird = present & weird_u[idx] if len(uniq) else np.zeros(n, dtype=bool)
             if weird.any():
                 _row_errors(rb, "point.dimension_value",
                             f"expected a dimension value of at most {MAX_DIM_VALUE} printable "
@@ -350,6 +357,35 @@ def _parse_values(col: pa.ChunkedArray, rb: ReportBuilder, rows: npt.NDArray[np.
 
 
 def _series_keys(kpi: pa.Array, dims: dict[str, pa.Array]) -> pa.Array:
+    """The series key of every row (see :class:`CleanBatch`).
+
+    A batch holds few distinct series (thousands in a million rows), so the keys are built
+    once per distinct (kpi, dims…) combination and expanded with ``take``: joining strings on
+    every row was half of the validation time of a million-row chunk.
+    """
+    n = len(kpi)
+    if n == 0:
+        return _join_keys(kpi, dims)
+    combo = np.zeros(n, dtype=np.int64)
+    card = 1
+    for col in [kpi, *(dims[d] for d in sorted(dims))]:
+        enc = pc.dictionary_encode(col, null_encoding="encode")
+        codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+        size = max(1, len(enc.dictionary))
+        if card * size >= 2**62:  # keep the mixed code in int64: re-number what we have
+            combo = pd.factorize(combo)[0].astype(np.int64)
+            card = int(combo.max()) + 1
+        combo = combo * size + codes
+        card *= size
+    inverse, uniq = pd.factorize(combo)
+    first = np.empty(len(uniq), dtype=np.int64)
+    first[inverse] = np.arange(n)  # any row of a combination will do: they share the key
+    pick = pa.array(first)
+    keys = _join_keys(kpi.take(pick), {d: c.take(pick) for d, c in dims.items()})
+    return keys.take(pa.array(inverse))
+
+
+def _join_keys(kpi: pa.Array, dims: dict[str, pa.Array]) -> pa.Array:
     pieces: list[pa.Array] = [pc.binary_join_element_wise(kpi, "", SERIES_KEY_SEP)]
     for dim in sorted(dims):
         pair = pc.binary_join_element_wise(pa.scalar(dim), dims[dim], "=")
