@@ -213,3 +213,14 @@ def test_registry_persists_across_restarts(tmp_path: Path, clock: FixedClock) ->
     e2 = Engine(open_store(path), clock)
     assert e2.registry.get("arr").expression == "12 * mrr"
     e2.close()
+
+
+def test_gzipped_csv_and_progress_reaches_the_file_size(engine: Engine, tmp_path: Path) -> None:
+    import gzip
+
+    f = tmp_path / "p.csv.gz"
+    f.write_bytes(gzip.compress(CSV.encode()))
+    seen: list[tuple[int, int | None]] = []
+    res = engine.ingest_file(f, progress=lambda done, total: seen.append((done, total)))
+    assert res.written == 4
+    assert seen[-1] == (f.stat().st_size, f.stat().st_size)

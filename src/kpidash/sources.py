@@ -34,7 +34,7 @@ class Chunk:
 
 def detect_format(path: Path) -> str:
     name = path.name.lower()
-    for suffix, fmt in ((".csv", "csv"), (".csv.gz", "csv"), (".tsv", "csv"),
+    for suffix, fmt in ((".csv", "csv"), (".csv.gz", "csv"), (".tsv", "csv"), (".tsv.gz", "csv"),
                         (".parquet", "parquet"), (".pq", "parquet"),
                         (".json", "json"), (".jsonl", "json"), (".ndjson", "json")):
         if name.endswith(suffix):
@@ -66,36 +66,42 @@ def read_chunks(path: Path, fmt: str, chunk_rows: int) -> Iterator[Chunk]:
 
 
 def _csv_chunks(path: Path) -> Iterator[Chunk]:
-    with path.open("rb") as fh:
-        header = fh.readline().decode("utf-8-sig").strip()
-    delimiter = "\t" if path.name.lower().endswith(".tsv") else ","
+    gz = path.name.lower().endswith(".gz")
+    with pa.input_stream(str(path), compression="gzip" if gz else None) as head:
+        header = head.read(1 << 16).split(b"\n", 1)[0].decode("utf-8-sig").strip()
+    delimiter = "\t" if path.name.lower().removesuffix(".gz").endswith(".tsv") else ","
     names = [h.strip() for h in header.split(delimiter)]
     if not header:
         raise ConfigError(f"{path.name}: the file is empty; expected a header row "
                           "timestamp,kpi,value[,dimension…]")
     convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                    strings_can_be_null=True, quoted_strings_can_be_null=False)
+    # Progress is the position in the file on disk (compressed bytes for .gz), read from
+    # the raw stream under the reader, so the bar is exact rather than estimated.
+    raw = pa.OSFile(str(path), "rb")
+    stream = pa.CompressedInputStream(raw, "gzip") if gz else raw
     try:
-        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK),
+        reader = pacsv.open_csv(stream, read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK),
                                 parse_options=pacsv.ParseOptions(delimiter=delimiter),
                                 convert_options=convert)
     except pa.ArrowInvalid as exc:
+        raw.close()
         raise ConfigError(f"{path.name}: cannot read as CSV: {exc}") from None
     offset = 0
-    size = path.stat().st_size
-    done = 0
-    while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            break
-        except pa.ArrowInvalid as exc:
-            raise ConfigError(f"{path.name}: malformed CSV after data row {offset}: {exc}") \
-                from None
-        table = pa.Table.from_batches([batch])
-        done = min(size, done + max(1, int(batch.nbytes * 0.6)))
-        yield Chunk(table, offset, done)
-        offset += table.num_rows
+    try:
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except pa.ArrowInvalid as exc:
+                raise ConfigError(f"{path.name}: malformed CSV after data row {offset}: {exc}") \
+                    from None
+            table = pa.Table.from_batches([batch])
+            yield Chunk(table, offset, raw.tell())
+            offset += table.num_rows
+    finally:
+        raw.close()
 
 
 def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[Chunk]:
