@@ -1,0 +1,40 @@
+"""What every command shares: consoles, settings, the engine factory, the progress bar."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from kpidash.clock import Clock
+from kpidash.engine import Engine
+from kpidash.settings import Settings
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+state: dict[str, Any] = {"debug": False, "overrides": {}}
+
+
+def settings(**extra: Any) -> Settings:
+    return Settings(**{**state["overrides"], **{k: v for k, v in extra.items() if v is not None}})
+
+
+def open_engine(clock: Clock | None = None, **extra: Any) -> Engine:
+    return Engine.from_settings(settings(**extra), clock)
+
+
+@contextmanager
+def progress(label: str) -> Iterator[Callable[[int, int | None], None]]:
+    """A progress bar on stderr (shown on a terminal); yields update(done, total)."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                  TimeRemainingColumn(), console=err, transient=False,
+                  disable=not err.is_terminal) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
