@@ -241,3 +241,16 @@ def test_period_keys_match_the_calendar_in_every_zone(store: Store, tz: str, gra
         key = str(np.datetime64(floor_key(local, grain).to_datetime64(), "us"))
         expected[key] = expected.get(key, 0) + 1.0
     assert got == expected
+
+
+def test_mixed_aggregations_in_one_call_do_not_leak(store: Store) -> None:
+    store.write_points("default", batch([
+        ("sales", day(0), 5.0, {"region": "EU"}), ("customers", day(0, 1), 10.0, {"region": "EU"}),
+        ("customers", day(0, 2), 12.0, {"region": "EU"}), ("temp", day(0), 20.0, {}),
+        ("temp", day(0, 3), 30.0, {})]), NOW)
+    specs = [AggSpec("sales", Aggregation.SUM), AggSpec("customers", Aggregation.LAST),
+             AggSpec("temp", Aggregation.MEAN)]
+    rows = store.aggregate("default", specs, Grain.DAY, "UTC", T0, T0 + timedelta(days=1), {},
+                           None)
+    assert {k: r.values.tolist() for k, r in rows.items()} == {
+        "sales": [5.0], "customers": [12.0], "temp": [25.0]}
