@@ -282,43 +282,59 @@ class DuckDBStore:
         sel_ids = np.asarray(sel["series_id"], dtype=np.int64)
         sel_kpis = np.asarray(sel["kpi_id"], dtype=object)
         group_sql = "g.value" if group_by else "NULL::VARCHAR"
-        join_g = ("LEFT JOIN series_dims g ON g.series_id = p.series_id AND g.dim = ?"
+        join_g = ("LEFT JOIN series_dims g ON g.series_id = x.series_id AND g.dim = ?"
                   if group_by else "")
         gparams: list[Any] = [group_by] if group_by else []
+
+        codes = {s.kpi_id: n for n, s in enumerate(specs)}
 
         def run(part: Sequence[AggSpec], template: str) -> pa.Table:
             """Run ``template`` (with {base}) over the points of this part's series only."""
             mask = np.isin(sel_kpis, [s.kpi_id for s in part])
-            # read by name through DuckDB's replacement scan (see write_points)
+            # read by name through DuckDB's replacement scan (see write_points); KPIs are
+            # small integer codes so hash keys stay narrow
             _kp_sel = pa.table({"series_id": pa.array(sel_ids[mask]),
-                                "kpi_id": pa.array(list(sel_kpis[mask]), type=pa.string())})
+                                "kc": pa.array([codes[k] for k in sel_kpis[mask]], pa.int32())})
             # One constant range on series_id: DuckDB skips row groups (min/max) outside it,
             # which a join filter cannot. Measured on the 10M-point benchmark store: an OR of
             # per-KPI ranges or an IN list is evaluated row by row and costs ~2x the scan,
             # while one BETWEEN is nearly free. The two parts run as separate statements:
             # as one UNION ALL they took twice as long as apart.
             lo, hi = int(sel_ids[mask].min()), int(sel_ids[mask].max())
-            base = (f"SELECT s.kpi_id, p.series_id, {bucket} AS k, {group_sql} AS grp, p.ts, "
-                    f"p.value FROM points p JOIN _kp_sel s ON s.series_id = p.series_id "
-                    f"{join_g} WHERE p.series_id BETWEEN ? AND ? AND p.ts >= ? AND p.ts < ?")
-            sql = template.format(base=base)
-            return con.sql(sql, params=[*bparams, *gparams, lo, hi, start, end]).to_arrow_table()
+            sql = template.format(
+                scan="FROM points p JOIN _kp_sel s ON s.series_id = p.series_id WHERE "
+                     "p.series_id BETWEEN ? AND ? AND p.ts >= ? AND p.ts < ?",
+                group=f"{group_sql} AS grp", join_g=join_g, bucket=bucket)
+            params = [*bparams, lo, hi, start, end, *gparams]
+            return con.sql(sql, params=params).to_arrow_table()
 
         plain = [s for s in specs if s.aggregation is not Aggregation.LAST]
         lasts = [s for s in specs if s.aggregation is Aggregation.LAST]
         tables: list[pa.Table] = []
         if plain:
-            case = " ".join(
-                f"WHEN kpi_id = '{_q(s.kpi_id)}' THEN {_AGG_SQL[s.aggregation]}" for s in plain)
-            tables.append(run(plain, f"SELECT kpi_id, k, grp, CASE {case} END AS v "
-                                     "FROM ({base}) GROUP BY kpi_id, k, grp"))
+            case = " ".join(f"WHEN x.kc = {codes[s.kpi_id]} THEN {_AGG_SQL[s.aggregation]}"
+                            for s in plain)
+            if group_by:  # the dimension value is joined per series, after the scan
+                tables.append(run(plain, (
+                    "SELECT x.kc, x.k, {group}, " + f"CASE {case} END AS v FROM ("
+                    "SELECT s.kc, p.series_id, {bucket} AS k, p.value {scan}) x "
+                    "{join_g} GROUP BY x.kc, x.k, grp")))
+            else:
+                tables.append(run(plain, (
+                    "SELECT x.kc, x.k, NULL::VARCHAR AS grp, " + f"CASE {case} END AS v FROM ("
+                    "SELECT s.kc, {bucket} AS k, p.value {scan}) x GROUP BY x.kc, x.k")))
         if lasts:
+            # last value per (series, period) — keyed by integers only — then summed over
+            # series within (kpi, period, group)
             tables.append(run(lasts, (
-                "SELECT kpi_id, k, grp, sum(v) AS v FROM (SELECT kpi_id, series_id, k, grp, "
-                "arg_max(value, ts) AS v FROM ({base}) GROUP BY kpi_id, series_id, k, grp) "
-                "GROUP BY kpi_id, k, grp")))
+                "SELECT x.kc, x.k, {group}, sum(x.v) AS v FROM ("
+                "SELECT any_value(s.kc) AS kc, p.series_id, {bucket} AS k, "
+                "arg_max(p.value, p.ts) AS v {scan} GROUP BY p.series_id, k) x "
+                "{join_g} GROUP BY x.kc, x.k, grp")))
         out = pa.concat_tables(tables)
-        kpi_col = np.asarray(out["kpi_id"].to_numpy(zero_copy_only=False), dtype=object)
+        kc = np.asarray(out["kc"].to_numpy(zero_copy_only=False))
+        names = np.array([s.kpi_id for s in specs], dtype=object)
+        kpi_col = names[kc]
         keys = np.asarray(pc.cast(out["k"], pa.timestamp("us")).to_numpy(zero_copy_only=False),
                           dtype="datetime64[us]")
         grps = np.asarray(out["grp"].to_numpy(zero_copy_only=False), dtype=object)
@@ -384,10 +400,10 @@ class DuckDBStore:
 
 
 _AGG_SQL = {
-    Aggregation.SUM: "sum(value)",
-    Aggregation.MEAN: "avg(value)",
-    Aggregation.MIN: "min(value)",
-    Aggregation.MAX: "max(value)",
+    Aggregation.SUM: "sum(x.value)",
+    Aggregation.MEAN: "avg(x.value)",
+    Aggregation.MIN: "min(x.value)",
+    Aggregation.MAX: "max(x.value)",
     Aggregation.COUNT: "count(*)::DOUBLE",
 }
 
