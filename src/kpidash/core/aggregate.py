@@ -126,8 +126,19 @@ def keys_to_utc(keys: npt.NDArray[np.datetime64], grain: Grain, tz: str,
     else:
         utc = idx.tz_localize("UTC")
         local = utc.tz_convert(tz)
-    labels = tuple(t.isoformat() for t in local)
-    return np.asarray(utc.tz_localize(None).values, dtype="datetime64[us]"), labels
+    return np.asarray(utc.tz_localize(None).values, dtype="datetime64[us]"), _iso_labels(
+        local, utc)
+
+
+def _iso_labels(local: pd.DatetimeIndex, utc: pd.DatetimeIndex) -> tuple[str, ...]:
+    """ISO 8601 labels with the local offset ('2024-03-31T00:00:00+02:00'), vectorised:
+    numpy formats the wall-clock part, and the few distinct offsets are formatted once."""
+    wall = np.datetime_as_string(local.tz_localize(None).values.astype("datetime64[s]"),
+                                 unit="s")
+    offsets = ((local.tz_localize(None) - utc.tz_localize(None)).total_seconds() // 60)
+    names = {int(m): f"{'+' if m >= 0 else '-'}{int(abs(m)) // 60:02d}:{int(abs(m)) % 60:02d}"
+             for m in np.unique(offsets)}
+    return tuple(w + names[int(m)] for w, m in zip(wall, offsets, strict=True))
 
 
 def densify(rows: AggRows, keys: npt.NDArray[np.datetime64], groups: Sequence[str | None],
@@ -139,8 +150,11 @@ def densify(rows: AggRows, keys: npt.NDArray[np.datetime64], groups: Sequence[st
     col = np.searchsorted(keys, rows.keys)
     col_ok = (col < len(keys))
     col_ok[col_ok] = keys[col[col_ok]] == rows.keys[col_ok]
-    gidx = {g: i for i, g in enumerate(groups)}
-    row = np.array([gidx.get(g, -1) for g in rows.groups], dtype=np.int64)
+    if len(groups) == 1 and groups[0] is None:  # ungrouped: every row is the one series
+        row = np.where(pd.isna(rows.groups), 0, -1).astype(np.int64)
+    else:
+        gidx = {g: i for i, g in enumerate(groups)}
+        row = np.array([gidx.get(g, -1) for g in rows.groups], dtype=np.int64)
     ok = col_ok & (row >= 0)
     out[row[ok], col[ok]] = rows.values[ok]
     return out

@@ -333,15 +333,15 @@ class DuckDBStore:
                 "{join_g} GROUP BY x.kc, x.k, grp")))
         out = pa.concat_tables(tables)
         kc = np.asarray(out["kc"].to_numpy(zero_copy_only=False))
-        names = np.array([s.kpi_id for s in specs], dtype=object)
-        kpi_col = names[kc]
         keys = np.asarray(pc.cast(out["k"], pa.timestamp("us")).to_numpy(zero_copy_only=False),
                           dtype="datetime64[us]")
         grps = np.asarray(out["grp"].to_numpy(zero_copy_only=False), dtype=object)
         vals = np.asarray(out["v"].to_numpy(zero_copy_only=False), dtype=np.float64)
-        for s in specs:
-            m = kpi_col == s.kpi_id
-            result[s.kpi_id] = AggRows(keys[m], grps[m], vals[m])
+        order = np.argsort(kc, kind="stable")
+        bounds = np.searchsorted(kc[order], np.arange(len(specs) + 1))
+        for n, spec in enumerate(specs):
+            idx = order[bounds[n]:bounds[n + 1]]
+            result[spec.kpi_id] = AggRows(keys[idx], grps[idx], vals[idx])
         return result
 
     def read_points(self, workspace: str, kpi_id: str, start: datetime | None = None,
