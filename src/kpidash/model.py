@@ -161,3 +161,18 @@ class IngestResult:
     new_series: int
     corrected: int
     warnings: int
+
+
+@dataclass(frozen=True, slots=True)
+class Annotation:
+    """A known event (launch, holiday, outage) over [start, end); ``kpi_id`` None = every KPI.
+
+    Cleaning never corrects points inside an annotation's window.
+    """
+
+    start: datetime
+    end: datetime
+    label: str
+    kind: str = "event"
+    kpi_id: str | None = None
+    id: int | None = None

@@ -12,12 +12,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from kpidash.core.batch import CleanBatch, validate
+from kpidash.core.batch import CleanBatch, series_key, validate
 from kpidash.core.registry import Registry, build_registry
 from kpidash.errors import SchemaVersionError
 from kpidash.model import Aggregation, Grain
 from kpidash.store import open_store
 from kpidash.store.base import AggSpec, Store
+from kpidash.store.duckdb import MIGRATIONS, SCHEMA_VERSION
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 NOW = datetime(2024, 2, 1, tzinfo=UTC)
@@ -52,7 +53,7 @@ def agg(store: Store, kpi: str, how: Aggregation, grain: Grain = Grain.DAY,
 
 
 def test_schema_is_versioned(store: Store) -> None:
-    assert store.schema_version() == 1
+    assert store.schema_version() == SCHEMA_VERSION
 
 
 def test_kpi_definitions_round_trip(store: Store) -> None:
@@ -142,9 +143,11 @@ def test_read_points_keeps_raw_value_of_corrections(store: Store) -> None:
                            "on_out_of_bounds": "clamp", "dimensions": ["region"]}])
     store.write_points("default", batch([("rate", day(0), 140.0, {"region": "EU"})], reg), NOW)
     t = store.read_points("default", "rate")
-    assert t.column_names[:4] == ["ts", "value", "raw_value", "correction"]
-    assert t.to_pylist()[0] | {"ts": None} == {"ts": None, "value": 100.0, "raw_value": 140.0,
-                                               "correction": "clamp", "region": "EU"}
+    row = t.to_pylist()[0]
+    assert (row["value"], row["raw_value"], row["correction"], row["region"]) == (
+        100.0, 140.0, "clamp", "EU")
+    assert "clamped" in row["correction_reason"]
+    assert row["series_key"] == series_key("rate", {"region": "EU"})
 
 
 def test_time_range(store: Store) -> None:
@@ -202,7 +205,7 @@ def test_reopened_file_keeps_points(tmp_path: Path) -> None:
     s.close()
     s = open_store(path)
     try:
-        assert s.point_count("default") == 1 and s.schema_version() == 1
+        assert s.point_count("default") == 1 and s.schema_version() == SCHEMA_VERSION
         assert np.asarray(s.read_points("default", "sales")["value"]).tolist() == [3.0]
     finally:
         s.close()
@@ -254,3 +257,78 @@ def test_mixed_aggregations_in_one_call_do_not_leak(store: Store) -> None:
                            None)
     assert {k: r.values.tolist() for k, r in rows.items()} == {
         "sales": [5.0], "customers": [12.0], "temp": [25.0]}
+
+
+def test_migrates_a_version_1_database_without_losing_points(tmp_path: Path) -> None:
+    import duckdb
+
+    path = tmp_path / "v1.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE kpidash_schema (version INTEGER PRIMARY KEY, "
+                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+    for stmt in MIGRATIONS[1]:
+        con.execute(stmt)
+    con.execute("INSERT INTO kpidash_schema (version) VALUES (1)")
+    con.execute("INSERT INTO workspaces VALUES ('default', 'Default', '{}', now())")
+    con.execute("INSERT INTO series VALUES (1, 'default', 'sales', 'sales\x1f')")
+    con.execute("INSERT INTO points VALUES (1, TIMESTAMPTZ '2024-01-01 00:00:00+00', 4.0, "
+                "NULL, NULL, now())")
+    con.close()
+    s = open_store(str(path))
+    try:
+        assert s.schema_version() == SCHEMA_VERSION
+        assert s.read_points("default", "sales")["value"].to_pylist() == [4.0]
+    finally:
+        s.close()
+
+
+def test_corrections_keep_raw_values_and_revert(store: Store) -> None:
+    store.write_points("default", batch([("sales", day(0), 10.0, {"region": "EU"}),
+                                         ("sales", day(1), 900.0, {"region": "EU"}),
+                                         ("sales", day(2), 12.0, {"region": "EU"})]), NOW)
+    key = series_key("sales", {"region": "EU"})
+    corr = pa.table({"series_key": [key, key], "ts": pa.array(
+        [T0 + timedelta(days=1), T0 + timedelta(days=9)], pa.timestamp("us", tz="UTC")),
+        "value": [11.0, 1.0], "method": ["hampel_seasonal"] * 2, "reason": ["spike"] * 2})
+    assert store.apply_corrections("default", corr, NOW) == 1  # day 9 has no point
+    # a second correction of the same point keeps the first raw value
+    assert store.apply_corrections("default", corr.slice(0, 1).set_column(
+        2, "value", pa.array([11.5])), NOW) == 1
+    t = store.read_points("default", "sales").to_pylist()
+    assert [(r["value"], r["raw_value"], r["correction"]) for r in t] == [
+        (10.0, None, None), (11.5, 900.0, "hampel_seasonal"), (12.0, None, None)]
+    assert agg(store, "sales", Aggregation.SUM, Grain.WEEK)[("2024-01-01", None)] == 33.5
+    assert store.revert_corrections("default", "sales", NOW) == 1
+    assert [r["value"] for r in store.read_points("default", "sales").to_pylist()] == [
+        10.0, 900.0, 12.0]
+    log = store.correction_log("default", "sales").to_pylist()
+    assert [(r["action"], r["raw_value"], r["corrected_value"]) for r in log] == [
+        ("apply", 900.0, 11.0), ("apply", 900.0, 11.5), ("revert", 900.0, 11.5)]
+
+
+def test_annotations_round_trip(store: Store) -> None:
+    from kpidash.model import Annotation
+
+    a = store.add_annotation("default", Annotation(T0, T0 + timedelta(days=2), "launch",
+                                                   kpi_id="sales"), NOW)
+    b = store.add_annotation("default", Annotation(T0, T0 + timedelta(days=1), "holiday",
+                                                   kind="holiday"), NOW)
+    store.ensure_workspace("acme")
+    store.add_annotation("acme", Annotation(T0, T0 + timedelta(days=1), "other"), NOW)
+    got = store.annotations("default", "sales")
+    assert [(x.id, x.label, x.kpi_id) for x in got] == [(a, "launch", "sales"),
+                                                        (b, "holiday", None)]
+    assert got[0].start == T0 and got[0].end == T0 + timedelta(days=2)
+    assert [x.label for x in store.annotations("default", "temp")] == ["holiday"]
+    assert store.delete_annotation("default", a) and not store.delete_annotation("default", a)
+
+
+def test_anomalies_are_stored_once(store: Store) -> None:
+    rows = pa.table({"kpi_id": ["sales"], "slice": ["region=EU"], "grain": ["day"],
+                     "ts": pa.array([T0], pa.timestamp("us", tz="UTC")), "actual": [9.0],
+                     "expected": [3.0], "lo": [1.0], "hi": [5.0], "score": [0.97],
+                     "severity": ["high"], "kind": ["spike"], "favourable": [True]})
+    assert store.put_anomalies("default", rows, NOW) == 1
+    assert store.put_anomalies("default", rows, NOW + timedelta(hours=1)) == 0
+    got = store.anomalies("default", "sales").to_pylist()
+    assert len(got) == 1 and got[0]["severity"] == "high" and got[0]["score"] == 0.97

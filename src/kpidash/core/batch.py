@@ -45,7 +45,7 @@ class CleanBatch:
 
     ``series_key`` identifies a series: ``kpi`` + SEP + sorted ``dim=value`` pairs, each
     followed by SEP. ``raw_value`` is NaN where the stored value is the value sent, else the
-    value sent before a correction named in ``correction``.
+    value sent before a correction named in ``correction`` and explained in ``reason``.
     """
 
     kpi: pa.Array
@@ -53,20 +53,13 @@ class CleanBatch:
     value: npt.NDArray[np.float64]
     raw_value: npt.NDArray[np.float64]
     correction: pa.Array
+    reason: pa.Array
     series_key: pa.Array
     dims: dict[str, pa.Array]
     corrected: int
 
     def __len__(self) -> int:
         return len(self.value)
-
-    def table(self) -> pa.Table:
-        cols: dict[str, pa.Array] = {
-            "series_key": self.series_key, "kpi": self.kpi, "ts": self.ts,
-            "value": pa.array(self.value), "raw_value": pa.array(self.raw_value, from_pandas=True),
-            "correction": self.correction,
-        }
-        return pa.table(cols)
 
 
 def series_key(kpi_id: str, dims: dict[str, str]) -> str:
@@ -172,6 +165,7 @@ def validate(
 
     raw_value = np.full(n, np.nan)
     correction = np.full(n, None, dtype=object)
+    reason = np.full(n, None, dtype=object)
     corrected = 0
     for code_i, name in enumerate(kpi_names):
         if name not in simple:
@@ -194,6 +188,7 @@ def validate(
             raw_value[out] = value[out]
             value[out] = np.clip(value[out], lo, hi)
             correction[out] = "clamp"
+            reason[out] = f"outside [{k.min_value}, {k.max_value}]; clamped to the bound"
             corrected += int(out.sum())
         else:
             for r, v in zip(rows[out][:100], value[out][:100], strict=False):
@@ -205,7 +200,8 @@ def validate(
         return None, report
     key = _series_keys(kpi, dims)
     return CleanBatch(kpi=kpi, ts=ts, value=value, raw_value=raw_value,
-                      correction=pa.array(correction, type=pa.string()), series_key=key,
+                      correction=pa.array(correction, type=pa.string()),
+                      reason=pa.array(reason, type=pa.string()), series_key=key,
                       dims=dims, corrected=corrected), report
 
 

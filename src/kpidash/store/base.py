@@ -18,7 +18,7 @@ import pyarrow as pa
 from kpidash.core.aggregate import AggRows
 from kpidash.core.batch import CleanBatch
 from kpidash.errors import ConfigError
-from kpidash.model import Aggregation, Grain
+from kpidash.model import Aggregation, Annotation, Grain
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,35 @@ class Store(Protocol):
 
     def read_points(self, workspace: str, kpi_id: str, start: datetime | None = None,
                     end: datetime | None = None) -> pa.Table:
-        """Raw points of a KPI: ts, value, raw_value, correction and one column per dimension."""
+        """Points of a KPI: ts, value, raw_value, correction, correction_reason, series_key,
+        ingested_at and one column per dimension."""
         ...
+
+    def apply_corrections(self, workspace: str, corrections: pa.Table, now: datetime) -> int:
+        """Correct stored points (series_key, ts, value, method, reason); raw values kept."""
+        ...
+
+    def revert_corrections(self, workspace: str, kpi_id: str, now: datetime,
+                           start: datetime | None = None, end: datetime | None = None) -> int:
+        """Restore the raw values of corrected points; returns how many."""
+        ...
+
+    def correction_log(self, workspace: str, kpi_id: str | None = None) -> pa.Table:
+        """Every correction applied or reverted (the audit trail)."""
+        ...
+
+    def add_annotation(self, workspace: str, annotation: Annotation, now: datetime) -> int: ...
+
+    def annotations(self, workspace: str, kpi_id: str | None = None) -> list[Annotation]: ...
+
+    def delete_annotation(self, workspace: str, annotation_id: int) -> bool: ...
+
+    def put_anomalies(self, workspace: str, rows: pa.Table, now: datetime) -> int:
+        """Store anomalies once per (kpi, slice, grain, ts); returns how many were new."""
+        ...
+
+    def anomalies(self, workspace: str, kpi_id: str | None = None,
+                  since: datetime | None = None) -> pa.Table: ...
 
     def point_count(self, workspace: str, kpi_id: str | None = None) -> int: ...
 
