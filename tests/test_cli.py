@@ -89,3 +89,18 @@ def test_demo_watch_appends_days(tmp_path: Path, ticks: int) -> None:
                for d in docs]
     assert periods == ["2024-06-30T00:00:00+00:00", "2024-07-01T00:00:00+00:00",
                        "2024-07-02T00:00:00+00:00"]
+
+
+def test_annotations_add_list_delete(tmp_path: Path) -> None:
+    assert run(tmp_path, "kpis", "load", "--pack", "saas").returncode == 0
+    r = run(tmp_path, "annotations", "add", "Launch", "--from", "2024-05-01", "--to",
+            "2024-05-03", "--kpi", "signups", "--kind", "launch")
+    assert r.returncode == 0, r.stderr
+    listed = json.loads(run(tmp_path, "annotations", "list", "--json").stdout)
+    assert listed == [{"id": 1, "label": "Launch", "kind": "launch", "kpi_id": "signups",
+                       "start": "2024-05-01T00:00:00+00:00", "end": "2024-05-03T00:00:00+00:00"}]
+    r = run(tmp_path, "annotations", "add", "x", "--from", "2024-05-03", "--to", "2024-05-01")
+    assert r.returncode == 1 and "must be after start" in r.stderr
+    assert run(tmp_path, "annotations", "delete", "1").returncode == 0
+    r = run(tmp_path, "annotations", "delete", "1")
+    assert r.returncode == 1 and "no annotation with id 1" in r.stderr

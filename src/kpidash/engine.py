@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from kpidash import sources
 from kpidash.clock import Clock, SystemClock
@@ -22,8 +23,17 @@ from kpidash.core import widgets
 from kpidash.core.batch import validate
 from kpidash.core.registry import Registry, build_registry
 from kpidash.core.report import Report, ReportBuilder
-from kpidash.errors import BatchRejected, QueryError
-from kpidash.model import DEFAULT_WORKSPACE, KPI, Grain, IngestResult, KpiKind, Point, Series
+from kpidash.errors import BatchRejected, NotFound, QueryError
+from kpidash.model import (
+    DEFAULT_WORKSPACE,
+    KPI,
+    Annotation,
+    Grain,
+    IngestResult,
+    KpiKind,
+    Point,
+    Series,
+)
 from kpidash.settings import Settings
 from kpidash.store.base import AggSpec, Store, open_store
 
@@ -191,6 +201,41 @@ class Engine:
                 series = [_label_group(s) for s in series]
             out[k.id] = series
         return out
+
+    # -- annotations and corrections ------------------------------------------------------
+
+    def annotate(self, label: str, start: datetime, end: datetime, *, kind: str = "event",
+                 kpi_id: str | None = None) -> Annotation:
+        """Record a known event; cleaning never corrects points inside its window."""
+        if start.tzinfo is None or end.tzinfo is None:
+            raise QueryError("annotation start and end must be timezone-aware")
+        if end <= start:
+            raise QueryError(f"annotation end {end.isoformat()} must be after start "
+                             f"{start.isoformat()}")
+        if kpi_id is not None:
+            self._registry.get(kpi_id)
+        ann = Annotation(start=start, end=end, label=label, kind=kind, kpi_id=kpi_id)
+        ann_id = self.store.add_annotation(self.workspace, ann, self.clock.now())
+        return Annotation(start, end, label, kind, kpi_id, ann_id)
+
+    def annotations(self, kpi_id: str | None = None) -> list[Annotation]:
+        return self.store.annotations(self.workspace, kpi_id)
+
+    def delete_annotation(self, annotation_id: int) -> None:
+        if not self.store.delete_annotation(self.workspace, annotation_id):
+            raise NotFound(f"no annotation with id {annotation_id}")
+
+    def corrections(self, kpi_id: str) -> pa.Table:
+        """Points of a KPI whose stored value differs from the value sent (raw kept beside)."""
+        self._registry.get(kpi_id)
+        t = self.store.read_points(self.workspace, kpi_id)
+        return t.filter(pc.is_valid(t["raw_value"]))
+
+    def revert_corrections(self, kpi_id: str, start: datetime | None = None,
+                           end: datetime | None = None) -> int:
+        """Put the raw values back for a KPI's corrected points; logged in the audit trail."""
+        self._registry.get(kpi_id)
+        return self.store.revert_corrections(self.workspace, kpi_id, self.clock.now(), start, end)
 
     # -- widgets ---------------------------------------------------------------------------
 

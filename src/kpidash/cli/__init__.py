@@ -12,7 +12,7 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
-from kpidash.cli import data, demo, kpis
+from kpidash.cli import data, demo, events, kpis
 from kpidash.cli._shared import err, state
 from kpidash.core.report import Report
 from kpidash.errors import KpidashError, ValidationFailed
@@ -86,6 +86,7 @@ def _print_report(report: Report, header: str, limit: int = 20) -> None:
 
 # Commands live in one module each; register them here.
 app.add_typer(kpis.kpis_app, name="kpis")
+app.add_typer(events.annotations_app, name="annotations")
 data.register(app)
 demo.register(app)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
@@ -11,6 +12,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from kpidash.clock import Clock
 from kpidash.engine import Engine
+from kpidash.errors import KpidashError
 from kpidash.settings import Settings
 
 out = Console(soft_wrap=True)
@@ -38,3 +40,14 @@ def progress(label: str) -> Iterator[Callable[[int, int | None], None]]:
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+def parse_instant(text: str | None, opt: str) -> datetime | None:
+    """An ISO date or timestamp option value; naive values are taken as UTC."""
+    if text is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise KpidashError(f"{opt} expects an ISO date or timestamp, got {text!r}") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from kpidash.cli._shared import open_engine, out, progress
+from kpidash.cli._shared import open_engine, out, parse_instant, progress
 from kpidash.errors import KpidashError
 
 
@@ -60,7 +59,7 @@ def query(
                 raise KpidashError(f"--filter expects dim=value, got {f!r}")
             d, v = f.split("=", 1)
             flt.setdefault(d.strip(), []).append(v.strip())
-        series = engine.query(kpi, grain, _instant(start, "--from"), _instant(end, "--to"),
+        series = engine.query(kpi, grain, parse_instant(start, "--from"), parse_instant(end, "--to"),
                               filters=flt, group_by=by)
         if as_json:
             out.print_json(json.dumps([s.to_dict() for s in series]))
@@ -71,16 +70,6 @@ def query(
         out.print(table)
     finally:
         engine.close()
-
-
-def _instant(text: str | None, opt: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        ts = datetime.fromisoformat(text)
-    except ValueError:
-        raise KpidashError(f"{opt} expects an ISO date or timestamp, got {text!r}") from None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def _fmt(v: float) -> str:
