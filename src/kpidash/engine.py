@@ -106,7 +106,10 @@ class Engine:
         """Ingest a long-format table (timestamp, kpi, value, dimension columns…) atomically."""
         if isinstance(table, pd.DataFrame):
             table = pa.Table.from_pandas(table, preserve_index=False)
-        return self._ingest_chunks([sources.Chunk(table, 0, table.num_rows)], source, None, None)
+        n, size = table.num_rows, self.chunk_rows
+        chunks = (sources.Chunk(table.slice(o, size), o, min(n, o + size))
+                  for o in range(0, max(n, 1), size))
+        return self._ingest_chunks(chunks, source, None, None)
 
     def ingest_file(self, path: str | Path, *, fmt: str | None = None,
                     progress: Progress | None = None) -> IngestResult:
