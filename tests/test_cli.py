@@ -104,3 +104,21 @@ def test_annotations_add_list_delete(tmp_path: Path) -> None:
     assert run(tmp_path, "annotations", "delete", "1").returncode == 0
     r = run(tmp_path, "annotations", "delete", "1")
     assert r.returncode == 1 and "no annotation with id 1" in r.stderr
+
+
+def test_quality_apply_and_revert(tmp_path: Path) -> None:
+    r = run(tmp_path, "demo", "--days", "400", "--end", "2024-06-30", "--out",
+            str(tmp_path / "b.json"))
+    assert r.returncode == 0, r.stderr
+    r = run(tmp_path, "quality", "revenue", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["corrections"]["proposed"] >= 2 and report["corrections"]["stored"] == 0
+    r = run(tmp_path, "quality", "revenue", "--apply")
+    assert r.returncode == 0 and "correction(s) stored" in r.stdout
+    rows = json.loads(run(tmp_path, "corrections", "revenue", "--json").stdout)
+    assert rows and all(r["correction"] == "hampel_seasonal" for r in rows)
+    r = run(tmp_path, "corrections", "revenue", "--revert")
+    assert r.returncode == 0 and "reverted" in r.stdout
+    r = run(tmp_path, "quality", "arr")
+    assert r.returncode == 1 and "derived KPI" in r.stderr

@@ -23,6 +23,7 @@ from kpidash.core import widgets
 from kpidash.core.batch import validate
 from kpidash.core.registry import Registry, build_registry
 from kpidash.core.report import Report, ReportBuilder
+from kpidash.engine import quality as quality_
 from kpidash.errors import BatchRejected, NotFound, QueryError
 from kpidash.model import (
     DEFAULT_WORKSPACE,
@@ -234,11 +235,30 @@ class Engine:
         t = self.store.read_points(self.workspace, kpi_id)
         return t.filter(pc.is_valid(t["raw_value"]))
 
+    def correction_history(self, kpi_id: str) -> pa.Table:
+        """The audit trail of a KPI's corrections (applied and reverted), oldest first."""
+        self._registry.get(kpi_id)
+        return self.store.correction_log(self.workspace, kpi_id)
+
     def revert_corrections(self, kpi_id: str, start: datetime | None = None,
                            end: datetime | None = None) -> int:
         """Put the raw values back for a KPI's corrected points; logged in the audit trail."""
         self._registry.get(kpi_id)
         return self.store.revert_corrections(self.workspace, kpi_id, self.clock.now(), start, end)
+
+    def quality(self, kpi_id: str) -> quality_.KpiQuality:
+        """Run the data-quality rules and the outlier scan on every series of a simple KPI."""
+        kpi = self._registry.get(kpi_id)
+        if kpi.kind is not KpiKind.SIMPLE:
+            raise QueryError(f"quality runs on stored points; {kpi_id!r} is a {kpi.kind} KPI "
+                             f"computed from {', '.join(kpi.inputs())} — check those instead")
+        points = self.store.read_points(self.workspace, kpi_id)
+        return quality_.assess(kpi, points, self.annotations(kpi_id), self.clock.now())
+
+    def apply_corrections(self, kpi_id: str) -> int:
+        """Store the corrections :meth:`quality` proposes (raw values kept, changes logged)."""
+        table = quality_.corrections_table(self.quality(kpi_id))
+        return self.store.apply_corrections(self.workspace, table, self.clock.now())
 
     # -- widgets ---------------------------------------------------------------------------
 
