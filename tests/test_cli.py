@@ -122,3 +122,15 @@ def test_quality_apply_and_revert(tmp_path: Path) -> None:
     assert r.returncode == 0 and "reverted" in r.stdout
     r = run(tmp_path, "quality", "arr")
     assert r.returncode == 1 and "derived KPI" in r.stderr
+
+
+def test_trend_command(tmp_path: Path) -> None:
+    assert run(tmp_path, "demo", "--days", "400", "--end", "2024-06-30", "--out",
+               str(tmp_path / "b.json")).returncode == 0
+    r = run(tmp_path, "trend", "signups", "--grain", "week", "--json")
+    assert r.returncode == 0, r.stderr
+    [rep] = json.loads(r.stdout)
+    assert rep["trend"]["label"] in ("rising", "falling", "no significant trend")
+    assert rep["change"]["current_period"] == "2024-06-24T00:00:00Z"
+    r = run(tmp_path, "trend", "revenue", "--grain", "month", "--by", "region")
+    assert r.returncode == 0 and r.stdout.count("trend over") == 4

@@ -12,7 +12,7 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
-from kpidash.cli import data, demo, events, kpis, quality
+from kpidash.cli import data, demo, events, kpis, quality, trends
 from kpidash.cli._shared import err, state
 from kpidash.core.report import Report
 from kpidash.errors import KpidashError, ValidationFailed
@@ -90,6 +90,7 @@ app.add_typer(events.annotations_app, name="annotations")
 data.register(app)
 demo.register(app)
 quality.register(app)
+trends.register(app)
 
 
 if __name__ == "__main__":

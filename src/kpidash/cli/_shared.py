@@ -51,3 +51,14 @@ def parse_instant(text: str | None, opt: str) -> datetime | None:
     except ValueError:
         raise KpidashError(f"{opt} expects an ISO date or timestamp, got {text!r}") from None
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def parse_filters(values: list[str] | None) -> dict[str, list[str]]:
+    """``--filter dim=value`` options → {dim: [values]} (the same dim twice = either value)."""
+    flt: dict[str, list[str]] = {}
+    for f in values or []:
+        if "=" not in f:
+            raise KpidashError(f"--filter expects dim=value, got {f!r}")
+        d, v = f.split("=", 1)
+        flt.setdefault(d.strip(), []).append(v.strip())
+    return flt

@@ -9,8 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from kpidash.cli._shared import open_engine, out, parse_instant, progress
-from kpidash.errors import KpidashError
+from kpidash.cli._shared import open_engine, out, parse_filters, parse_instant, progress
 
 
 def register(app: typer.Typer) -> None:
@@ -53,12 +52,7 @@ def query(
     """Aggregate a KPI at a grain, optionally filtered and grouped by dimensions."""
     engine = open_engine()
     try:
-        flt: dict[str, list[str]] = {}
-        for f in filters or []:
-            if "=" not in f:
-                raise KpidashError(f"--filter expects dim=value, got {f!r}")
-            d, v = f.split("=", 1)
-            flt.setdefault(d.strip(), []).append(v.strip())
+        flt = parse_filters(filters)
         series = engine.query(kpi, grain, parse_instant(start, "--from"), parse_instant(end, "--to"),
                               filters=flt, group_by=by)
         if as_json:

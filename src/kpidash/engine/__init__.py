@@ -24,6 +24,7 @@ from kpidash.core.batch import validate
 from kpidash.core.registry import Registry, build_registry
 from kpidash.core.report import Report, ReportBuilder
 from kpidash.engine import quality as quality_
+from kpidash.engine import trends as trends_
 from kpidash.errors import BatchRejected, NotFound, QueryError
 from kpidash.model import (
     DEFAULT_WORKSPACE,
@@ -259,6 +260,20 @@ class Engine:
         """Store the corrections :meth:`quality` proposes (raw values kept, changes logged)."""
         table = quality_.corrections_table(self.quality(kpi_id))
         return self.store.apply_corrections(self.workspace, table, self.clock.now())
+
+    def trend(self, kpi_id: str, grain: Grain | str = Grain.WEEK, *,
+              filters: Mapping[str, str | Sequence[str]] | None = None,
+              group_by: str | None = None, window: int | None = None,
+              ) -> list[trends_.TrendReport]:
+        """Change vs previous period and a year ago, significant trend, trend changes.
+
+        Computed on every stored period of the KPI up to the last one complete at the
+        clock's now; one report per group when grouped.
+        """
+        series = self.query(kpi_id, grain, filters=filters, group_by=group_by)
+        kpi = self._registry.get(kpi_id)
+        now = self.clock.now()
+        return [trends_.report(kpi, s, now, window) for s in series]
 
     # -- widgets ---------------------------------------------------------------------------
 

@@ -149,7 +149,7 @@ def trend_breaks(y: npt.ArrayLike, periods: npt.ArrayLike | None = None, *,
     """Find points where the slope of ``y`` (shape (n,), NaN = missing) changes.
 
     ``min_size`` is the least number of observations in a segment (default
-    ``max(5, season_length)``); ``penalty`` multiplies BIC's ``ln(n)`` term; ``periods``
+    ``max(5, season_length)`` when the series was seasonally adjusted, else 5); ``penalty`` multiplies BIC's ``ln(n)`` term; ``periods``
     (shape (n,) datetime64) only labels the breaks.
     """
     raw = np.asarray(y, dtype=np.float64)
@@ -160,7 +160,8 @@ def trend_breaks(y: npt.ArrayLike, periods: npt.ArrayLike | None = None, *,
     ok = np.isfinite(v)
     t, yy = np.flatnonzero(ok).astype(np.float64), v[ok]
     n = t.shape[0]
-    size = max(2, min_size if min_size is not None else max(5, season_length or 0))
+    # a segment spans at least a season only when the season was actually removed
+    size = max(2, min_size if min_size is not None else max(5, (season_length or 0) if adj else 0))
     per_break = 2 if jumps else 1
     floor = 1e-12 * (float(yy @ yy) + 1.0)
 
