@@ -149,8 +149,9 @@ def trend_breaks(y: npt.ArrayLike, periods: npt.ArrayLike | None = None, *,
     """Find points where the slope of ``y`` (shape (n,), NaN = missing) changes.
 
     ``min_size`` is the least number of observations in a segment (default
-    ``max(5, season_length)`` when the series was seasonally adjusted, else 5); ``penalty`` multiplies BIC's ``ln(n)`` term; ``periods``
-    (shape (n,) datetime64) only labels the breaks.
+    ``max(5, season_length)`` when the series was seasonally adjusted, else 5); ``penalty``
+    multiplies BIC's ``ln(n)`` term; ``periods`` (shape (n,) datetime64) only labels the
+    breaks.
     """
     raw = np.asarray(y, dtype=np.float64)
     per = None if periods is None else np.asarray(periods, dtype="datetime64[us]")
