@@ -332,3 +332,25 @@ def test_anomalies_are_stored_once(store: Store) -> None:
     assert store.put_anomalies("default", rows, NOW + timedelta(hours=1)) == 0
     got = store.anomalies("default", "sales").to_pylist()
     assert len(got) == 1 and got[0]["severity"] == "high" and got[0]["score"] == 0.97
+
+
+def test_last_stays_exact_when_series_spacing_changes(store: Store) -> None:
+    """Daily stock values: at day grain each day has one point per series (aggregated as a
+    sum), until a backfilled intraday point makes 'last' pick the later of two."""
+    store.write_points("default", batch([
+        ("customers", day(d), 10.0 + d, {"region": r}) for d in range(3) for r in ("EU", "NA")
+    ]), NOW)
+    assert agg(store, "customers", Aggregation.LAST) == {
+        ("2024-01-01", None): 20.0, ("2024-01-02", None): 22.0, ("2024-01-03", None): 24.0}
+    assert agg(store, "customers", Aggregation.LAST, Grain.WEEK) == {("2024-01-01", None): 24.0}
+    # an intraday correction arrives late: day 1 now has two EU points, the later one wins
+    store.write_points("default", batch([("customers", day(1, 12), 50.0, {"region": "EU"})]),
+                       NOW)
+    assert agg(store, "customers", Aggregation.LAST)[("2024-01-02", None)] == 50.0 + 11.0
+    # appending keeps exact statistics too
+    store.write_points("default", batch([("customers", day(3), 7.0, {"region": "NA"})]), NOW)
+    assert agg(store, "customers", Aggregation.LAST)[("2024-01-04", None)] == 7.0
+    # re-sending the same points changes nothing
+    store.write_points("default", batch([("customers", day(1, 12), 50.0, {"region": "EU"})]),
+                       NOW)
+    assert agg(store, "customers", Aggregation.LAST)[("2024-01-02", None)] == 61.0

@@ -39,7 +39,7 @@ from kpidash.errors import SchemaVersionError, StoreError
 from kpidash.model import DEFAULT_WORKSPACE, Aggregation, Annotation, Grain
 from kpidash.store.base import AggSpec, WriteStats
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -76,6 +76,17 @@ MIGRATIONS: dict[int, list[str]] = {
                severity VARCHAR, kind VARCHAR, favourable BOOLEAN,
                detected_at TIMESTAMPTZ NOT NULL,
                PRIMARY KEY (workspace_id, kpi_id, slice, grain, ts))""",
+    ],
+    3: [
+        # spacing statistics per series, kept up to date by write_points: a `last` KPI whose
+        # series never have two points closer than a period is aggregated like a sum
+        "ALTER TABLE series ADD COLUMN last_ts TIMESTAMPTZ",
+        "ALTER TABLE series ADD COLUMN min_gap_us BIGINT",
+        """UPDATE series SET last_ts = g.last_ts, min_gap_us = g.gap FROM (
+               SELECT series_id, max(ts) AS last_ts, min(d) AS gap FROM (
+                   SELECT series_id, ts, epoch_us(ts) - lag(epoch_us(ts)) OVER (
+                       PARTITION BY series_id ORDER BY ts) AS d FROM points)
+               GROUP BY series_id) g WHERE series.series_id = g.series_id""",
     ],
 }
 
@@ -223,7 +234,46 @@ class DuckDBStore:
             con.execute("INSERT INTO points (series_id, ts, value, raw_value, correction, "
                         "correction_reason, ingested_at) SELECT series_id, ts, value, raw_value, "
                         "correction, reason, ?::TIMESTAMPTZ FROM _kp_batch", [now]).fetchall()
+            self._update_spacing(sid[keep], ts[keep])
         return WriteStats(written=tbl.num_rows, replaced=replaced, new_series=new_series)
+
+    def _update_spacing(self, sid: np.ndarray[Any, Any], ts: np.ndarray[Any, Any]) -> None:
+        """Keep series.last_ts and series.min_gap_us (the smallest distance between two
+        points of the series, NULL with fewer than two) exact after a write.
+
+        ``sid``/``ts`` (epoch µs) are the batch sorted by (series, ts). Appends update the
+        statistics from the batch alone; a series that received points at or before its last
+        timestamp (backfill, re-send) is recomputed from its stored points.
+        """
+        con = self._con
+        starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
+        ends = np.r_[starts[1:], len(sid)]
+        diffs = np.diff(ts).astype(np.float64)
+        diffs[sid[1:] != sid[:-1]] = np.inf
+        gap = np.full(len(starts), np.inf)
+        multi = ends - starts > 1
+        if multi.any():
+            gap[multi] = np.minimum.reduceat(diffs, starts[multi])
+        _kp_stats = pa.table({
+            "series_id": pa.array(sid[starts]), "first_us": pa.array(ts[starts]),
+            "last_us": pa.array(ts[ends - 1]),
+            "gap": pa.array(np.where(np.isfinite(gap), gap, 0).astype(np.int64),
+                            mask=~np.isfinite(gap))})
+        con.execute(
+            "UPDATE series SET min_gap_us = CASE "
+            "WHEN series.last_ts IS NULL THEN b.gap "
+            "WHEN b.first_us > epoch_us(series.last_ts) THEN least(series.min_gap_us, b.gap, "
+            "b.first_us - epoch_us(series.last_ts)) ELSE -1 END, "
+            "last_ts = greatest(series.last_ts, make_timestamptz(b.last_us)) "
+            "FROM _kp_stats b WHERE series.series_id = b.series_id").fetchall()
+        stale = con.execute("SELECT count(*) FROM series WHERE min_gap_us = -1").fetchall()
+        if stale[0][0]:
+            con.execute(
+                "UPDATE series SET min_gap_us = g.gap FROM (SELECT series_id, min(d) AS gap "
+                "FROM (SELECT series_id, epoch_us(ts) - lag(epoch_us(ts)) OVER (PARTITION BY "
+                "series_id ORDER BY ts) AS d FROM points WHERE series_id IN (SELECT series_id "
+                "FROM series WHERE min_gap_us = -1)) GROUP BY series_id) g "
+                "WHERE series.series_id = g.series_id").fetchall()
 
     def _may_overlap(self, sid: np.ndarray[Any, Any], ts: pa.ChunkedArray) -> bool:
         """Whether any stored point lies in [min sid, max sid] × [min ts, max ts]."""
@@ -267,7 +317,8 @@ class DuckDBStore:
             _kp_new = rows_series
             _kp_dims = pa.table(dim_rows, schema=pa.schema(
                 [("series_id", pa.int64()), ("dim", pa.string()), ("value", pa.string())]))
-            con.execute("INSERT INTO series SELECT * FROM _kp_new").fetchall()
+            con.execute("INSERT INTO series (series_id, workspace_id, kpi_id, series_key) "
+                        "SELECT * FROM _kp_new").fetchall()
             con.execute("INSERT INTO series_dims SELECT * FROM _kp_dims").fetchall()
         return ids, len(missing)
 
@@ -276,7 +327,8 @@ class DuckDBStore:
     def _series_filter(self, workspace: str, kpi_ids: Sequence[str],
                        filters: Mapping[str, Sequence[str]]) -> tuple[str, list[Any]]:
         marks = ", ".join("?" * len(kpi_ids))
-        sql = f"SELECT series_id, kpi_id FROM series WHERE workspace_id = ? AND kpi_id IN ({marks})"
+        sql = ("SELECT series_id, kpi_id, coalesce(min_gap_us, 9223372036854775807) AS gap "
+               f"FROM series WHERE workspace_id = ? AND kpi_id IN ({marks})")
         params: list[Any] = [workspace, *kpi_ids]
         for dim, values in sorted(filters.items()):
             vmarks = ", ".join("?" * len(values))
@@ -329,8 +381,17 @@ class DuckDBStore:
             params = [*bparams, lo, hi, start, end, *gparams]
             return con.sql(sql, params=params).to_arrow_table()
 
-        plain = [s for s in specs if s.aggregation is not Aggregation.LAST]
-        lasts = [s for s in specs if s.aggregation is Aggregation.LAST]
+        # A `last` KPI whose selected series never hold two points within one period has one
+        # point per (series, period): its last value is that point, so it is aggregated as a
+        # sum — without the per-(series, period) hash aggregate, ~4x the cost of a sum.
+        longest = _longest_period_us(grain, tz if grain in LOCAL_GRAINS else "UTC", start, end)
+        sel_gaps = np.asarray(sel["gap"], dtype=np.int64)
+        sparse = {s.kpi_id for s in specs if s.aggregation is Aggregation.LAST
+                  and longest is not None and bool(np.all(sel_gaps[sel_kpis == s.kpi_id]
+                                                          >= longest))}
+        plain = [AggSpec(s.kpi_id, Aggregation.SUM) if s.kpi_id in sparse else s
+                 for s in specs if s.aggregation is not Aggregation.LAST or s.kpi_id in sparse]
+        lasts = [s for s in specs if s.aggregation is Aggregation.LAST and s.kpi_id not in sparse]
         tables: list[pa.Table] = []
         if plain:
             case = " ".join(f"WHEN x.kc = {codes[s.kpi_id]} THEN {_AGG_SQL[s.aggregation]}"
@@ -585,6 +646,21 @@ def _bucket_sql(grain: Grain, tz: str, start: datetime, end: datetime) -> tuple[
         day = f"({floor(local, _DAY_US)} // {_DAY_US})"
         return f"make_timestamp(({day} - ((({day} + 3) % 7) + 7) % 7) * {_DAY_US})", []
     return f"date_trunc('{grain.value}', make_timestamp({local}))", []
+
+
+@functools.lru_cache(maxsize=256)
+def _longest_period_us(grain: Grain, tz: str, start: datetime, end: datetime) -> int | None:
+    """An upper bound of the length of any period of ``grain`` in [start, end), in µs, or
+    None when the zone's offsets change too often to tell."""
+    spans = _utc_offsets(tz, start, end)
+    if spans is None:
+        return None
+    offsets = [off for _, off in spans]
+    shift = max(offsets) - min(offsets)  # DST makes some local periods longer
+    nominal = {Grain.MINUTE: 60, Grain.HOUR: 3_600, Grain.DAY: 86_400, Grain.WEEK: 7 * 86_400,
+               Grain.MONTH: 31 * 86_400, Grain.QUARTER: 92 * 86_400,
+               Grain.YEAR: 366 * 86_400}[grain] * 1_000_000
+    return nominal + (shift if grain in LOCAL_GRAINS else 0)
 
 
 @functools.lru_cache(maxsize=256)
