@@ -12,7 +12,7 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
-from kpidash.cli import data, demo, events, kpis, quality, trends
+from kpidash.cli import data, demo, events, forecast, kpis, quality, trends
 from kpidash.cli._shared import err, state
 from kpidash.core.report import Report
 from kpidash.errors import KpidashError, ValidationFailed
@@ -91,6 +91,7 @@ data.register(app)
 demo.register(app)
 quality.register(app)
 trends.register(app)
+forecast.register(app)
 
 
 if __name__ == "__main__":
