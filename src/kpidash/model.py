@@ -21,6 +21,9 @@ KPI_ID_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 KPI_ID_RE = re.compile(KPI_ID_PATTERN)
 DIM_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 DEFAULT_WORKSPACE = "default"
+# Names a KPI's ``forecast_model`` may take (implemented in kpidash.core.forecast).
+FORECAST_MODELS = ("auto", "ets", "ensemble", "naive", "seasonal_naive", "ses", "holt", "damped",
+                   "theta", "holt_winters_additive", "holt_winters_multiplicative")
 
 
 class Aggregation(StrEnum):

@@ -43,6 +43,8 @@ def codes(raw: list[Any]) -> list[str]:
                    "denominator": "m"}], ["kpi.ratio_input"] * 2, id="ratio-of-means"),
     pytest.param([{**BASE, "expression": "revenue"}], ["kpi.kind"], id="expression-on-simple"),
     pytest.param(["revenue"], ["kpi.shape"], id="not-a-mapping"),
+    pytest.param([{**BASE, "forecast_model": "prophet"}], ["kpi.forecast_model"],
+                 id="unknown-forecast-model"),
 ])
 def test_each_problem_is_reported(raw: list[Any], expected: list[str]) -> None:
     assert codes(raw) == sorted(expected)

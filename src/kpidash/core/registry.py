@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from kpidash.core.expression import parse_expression
 from kpidash.core.report import Report, ReportBuilder
 from kpidash.errors import NotFound, RegistryInvalid
-from kpidash.model import DIM_NAME_PATTERN, KPI, Aggregation, KpiKind
+from kpidash.model import DIM_NAME_PATTERN, FORECAST_MODELS, KPI, Aggregation, KpiKind
 
 _DIM_RE = re.compile(DIM_NAME_PATTERN)
 _ADDITIVE = {Aggregation.SUM, Aggregation.COUNT, Aggregation.LAST}
@@ -150,6 +150,9 @@ def _check_fields(kpi: KPI, rb: ReportBuilder, source: str | None) -> None:
     if kpi.min_value is not None and kpi.max_value is not None and kpi.min_value > kpi.max_value:
         rb.error("kpi.bounds", f"min_value {kpi.min_value} is greater than max_value "
                  f"{kpi.max_value}; swap them or drop one", field="min_value", **where)
+    if kpi.forecast_model not in FORECAST_MODELS:
+        rb.error("kpi.forecast_model", f"unknown forecast_model {kpi.forecast_model!r}; use one "
+                 f"of {', '.join(FORECAST_MODELS)}", field="forecast_model", **where)
     if kpi.weight < 0:
         rb.error("kpi.weight", f"weight must be ≥ 0, got {kpi.weight}", field="weight", **where)
     if kpi.target is not None and kpi.min_value is not None and kpi.target < kpi.min_value:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -23,8 +23,6 @@ from kpidash.core import widgets
 from kpidash.core.batch import validate
 from kpidash.core.registry import Registry, build_registry
 from kpidash.core.report import Report, ReportBuilder
-from kpidash.engine import quality as quality_
-from kpidash.engine import trends as trends_
 from kpidash.errors import BatchRejected, NotFound, QueryError
 from kpidash.model import (
     DEFAULT_WORKSPACE,
@@ -38,6 +36,11 @@ from kpidash.model import (
 )
 from kpidash.settings import Settings
 from kpidash.store.base import AggSpec, Store, open_store
+
+if TYPE_CHECKING:  # the analysis services import scipy (~0.7 s): loaded when first used
+    from kpidash.engine import forecasts as forecasts_
+    from kpidash.engine import quality as quality_
+    from kpidash.engine import trends as trends_
 
 Progress = Callable[[int, int | None], None]
 
@@ -253,11 +256,15 @@ class Engine:
         if kpi.kind is not KpiKind.SIMPLE:
             raise QueryError(f"quality runs on stored points; {kpi_id!r} is a {kpi.kind} KPI "
                              f"computed from {', '.join(kpi.inputs())} — check those instead")
+        from kpidash.engine import quality as quality_
+
         points = self.store.read_points(self.workspace, kpi_id)
         return quality_.assess(kpi, points, self.annotations(kpi_id), self.clock.now())
 
     def apply_corrections(self, kpi_id: str) -> int:
         """Store the corrections :meth:`quality` proposes (raw values kept, changes logged)."""
+        from kpidash.engine import quality as quality_
+
         table = quality_.corrections_table(self.quality(kpi_id))
         return self.store.apply_corrections(self.workspace, table, self.clock.now())
 
@@ -270,10 +277,27 @@ class Engine:
         Computed on every stored period of the KPI up to the last one complete at the
         clock's now; one report per group when grouped.
         """
+        from kpidash.engine import trends as trends_
+
         series = self.query(kpi_id, grain, filters=filters, group_by=group_by)
         kpi = self._registry.get(kpi_id)
         now = self.clock.now()
         return [trends_.report(kpi, s, now, window) for s in series]
+
+    def forecast(self, kpi_id: str, grain: Grain | str = Grain.DAY, horizon: int = 28, *,
+                 filters: Mapping[str, str | Sequence[str]] | None = None,
+                 group_by: str | None = None, levels: Sequence[int] = (80, 95),
+                 n_jobs: int = 1) -> list[forecasts_.KpiForecast]:
+        """Forecast a KPI ``horizon`` periods past its last complete period (one per group).
+
+        Bounds come from the KPI's min/max (modelled on a log/logit scale), the model from
+        its ``forecast_model``; every result carries the chosen model, why, and its backtest.
+        """
+        from kpidash.engine import forecasts as forecasts_
+
+        series = self.query(kpi_id, grain, filters=filters, group_by=group_by)
+        return forecasts_.forecast_series(self._registry.get(kpi_id), series, self.clock.now(),
+                                          horizon, tuple(levels), n_jobs)
 
     # -- widgets ---------------------------------------------------------------------------
 

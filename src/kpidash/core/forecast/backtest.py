@@ -17,10 +17,13 @@ Notation for one panel: C candidates, k series, W windows, H = h_bt steps per wi
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
-from scipy.stats import norm
 
 from kpidash.core.forecast.types import FloatArray
+
+_Z = NormalDist()  # stdlib: scipy.stats alone costs ~0.7 s of import time
 
 
 def mase_scale(y: FloatArray, start: FloatArray | np.ndarray, upto: np.ndarray, m: int) -> FloatArray:
@@ -57,7 +60,7 @@ def conformal_q(r: FloatArray, levels: tuple[int, ...], sigma: FloatArray) -> Fl
     z_prev = 1.0
     for i, lev in enumerate(levels):
         L = lev / 100.0
-        z = float(norm.ppf(0.5 + L / 2.0))
+        z = float(_Z.inv_cdf(0.5 + L / 2.0))
         rank = np.ceil((n + 1) * L).astype(np.int64)
         enough = (rank <= n) & (n > 0)
         emp = np.take_along_axis(rs, np.clip(rank - 1, 0, max(rs.shape[1] - 1, 0))[:, None], axis=1)[:, 0] \
