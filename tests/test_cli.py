@@ -134,3 +134,13 @@ def test_trend_command(tmp_path: Path) -> None:
     assert rep["change"]["current_period"] == "2024-06-24T00:00:00Z"
     r = run(tmp_path, "trend", "revenue", "--grain", "month", "--by", "region")
     assert r.returncode == 0 and r.stdout.count("trend over") == 4
+
+
+def test_detect_command_stores_anomalies_once(tmp_path: Path) -> None:
+    assert run(tmp_path, "demo", "--days", "400", "--end", "2024-06-30", "--out",
+               str(tmp_path / "b.json")).returncode == 0
+    r = run(tmp_path, "detect", "churned_customers", "--json")
+    assert r.returncode == 0, r.stderr
+    first = json.loads(r.stdout)
+    assert first["new"] == len(first["anomalies"]) > 0
+    assert json.loads(run(tmp_path, "detect", "churned_customers", "--json").stdout)["new"] == 0

@@ -12,7 +12,7 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
-from kpidash.cli import data, demo, events, forecast, kpis, quality, trends
+from kpidash.cli import anomalies, data, demo, detect, events, forecast, kpis, quality, trends
 from kpidash.cli._shared import err, state
 from kpidash.core.report import Report
 from kpidash.errors import KpidashError, ValidationFailed
@@ -89,8 +89,10 @@ app.add_typer(kpis.kpis_app, name="kpis")
 app.add_typer(events.annotations_app, name="annotations")
 data.register(app)
 demo.register(app)
+anomalies.register(app)
 quality.register(app)
 trends.register(app)
+detect.register(app)
 forecast.register(app)
 
 

@@ -8,6 +8,7 @@ queries at any grain and renders the widgets of a dashboard.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,14 @@ if TYPE_CHECKING:  # the analysis services import scipy (~0.7 s): loaded when fi
     from kpidash.engine import trends as trends_
 
 Progress = Callable[[int, int | None], None]
+
+
+@dataclass(frozen=True)
+class DetectionResult:
+    """What one anomaly detection run found (``found``) and how many were not stored yet."""
+
+    new: int
+    found: list[dict[str, Any]]
 
 
 class Engine:
@@ -298,6 +307,33 @@ class Engine:
         series = self.query(kpi_id, grain, filters=filters, group_by=group_by)
         return forecasts_.forecast_series(self._registry.get(kpi_id), series, self.clock.now(),
                                           horizon, tuple(levels), n_jobs)
+
+    def detect_anomalies(self, kpi_id: str, grain: Grain | str = Grain.DAY, *,
+                         filters: Mapping[str, str | Sequence[str]] | None = None,
+                         group_by: str | None = None) -> DetectionResult:
+        """Score a KPI (each group when grouped) for anomalies and store new ones.
+
+        Uses the KPI's ``anomaly_threshold`` and ``higher_is_better``; only periods complete
+        at the clock's now are scored. Returns every anomaly found and how many were new.
+        """
+        from kpidash.engine import anomalies as anomalies_
+
+        grain = _grain(grain)
+        flt = {d: (v,) if isinstance(v, str) else tuple(v) for d, v in (filters or {}).items()}
+        series = self.query(kpi_id, grain, filters=flt, group_by=group_by)
+        slices = [anomalies_.slice_name(flt, group_by, s.group) for s in series]
+        found, rows = anomalies_.detect(self._registry.get(kpi_id), series, slices,
+                                        self.clock.now())
+        new = self.store.put_anomalies(self.workspace, rows, self.clock.now())
+        return DetectionResult(new=new, found=[{"slice": name, **a.to_dict()}
+                                               for name, a in found])
+
+    def anomalies(self, kpi_id: str | None = None, since: datetime | None = None,
+                  ) -> list[dict[str, Any]]:
+        """Stored anomalies (each detected once), oldest first."""
+        t = self.store.anomalies(self.workspace, kpi_id, since)
+        return [{**r, "ts": r["ts"].isoformat(), "detected_at": r["detected_at"].isoformat()}
+                for r in t.to_pylist()]
 
     # -- widgets ---------------------------------------------------------------------------
 

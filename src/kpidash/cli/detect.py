@@ -1,0 +1,42 @@
+"""``kpidash detect``: find and store anomalies of a stored KPI (each one kept once)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from kpidash.cli._shared import open_engine, out, parse_filters
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(detect)
+
+
+def detect(
+    kpi: Annotated[str, typer.Argument(help="KPI id.")],
+    grain: Annotated[str, typer.Option(help="minute, hour, day, week, month …")] = "day",
+    filters: Annotated[list[str] | None, typer.Option(
+        "--filter", help="dim=value (repeat; same dim twice = either value).")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Score each value of this dimension.")
+                  ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Score a KPI's complete periods for anomalies (causal, seasonal, robust) and store them."""
+    engine = open_engine()
+    try:
+        result = engine.detect_anomalies(kpi, grain, filters=parse_filters(filters), group_by=by)
+        if as_json:
+            out.print_json(json.dumps({"new": result.new, "anomalies": result.found}))
+            return
+        table = Table("slice", "period", "actual", "expected", "severity", "kind", "good?")
+        for a in result.found:
+            table.add_row(a["slice"] or "(all)", str(a["timestamp"])[:19], f"{a['actual']:,.4g}",
+                          f"{a['expected']:,.4g}", a["severity"], a["kind"],
+                          "yes" if a["favourable"] else "no")
+        out.print(table)
+        out.print(f"{len(result.found)} anomalies, {result.new} new", markup=False)
+    finally:
+        engine.close()
