@@ -84,7 +84,7 @@ class KPI(BaseModel):
     min_value: float | None = None
     max_value: float | None = None
     weight: float = 1.0
-    anomaly_threshold: float = Field(default=3.0, gt=0)
+    anomaly_threshold: float = Field(default=4.0, gt=0, description="robust z at which a point is anomalous")
     critical: bool = False
     forecast_model: str = "auto"
     kind: KpiKind = KpiKind.SIMPLE

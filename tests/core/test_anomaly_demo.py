@@ -100,7 +100,8 @@ def test_the_gap_causes_no_anomalies_and_the_series_recovers(engine: Engine,
     fill_days, fill_values = _daily_total(filled, "active_users")
     clean_values = res.values.copy()
     clean_values[np.searchsorted(days, fill_days)] = fill_values
-    clean = score(clean_values, season_length=7)
+    clean = score(clean_values, season_length=7,
+                  threshold=engine.registry.get("active_users").anomaly_threshold)
     window = slice(gap1 + 1, gap1 + 15)
     # Every episode flagged after the gap starts on a day flagged without the gap too: the
     # holiday dip of late December is real, the gap adds no episode of its own.
