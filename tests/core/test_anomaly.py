@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kpidash.core.anomaly import (
+    DEFAULT_THRESHOLD,
     DETECT_POINTS,
     Kind,
     OnlineDetector,
@@ -115,7 +116,7 @@ def test_a_burst_that_ends_is_not_flagged_again() -> None:
 @pytest.mark.parametrize("m", [1, 7, 24])
 def test_clean_seasonal_noise_has_few_false_positives(m: int) -> None:
     xs = [base(100 + i, n=400, m=m, amp=8.0) for i in range(40)]
-    res = score_many(xs, season_length=m)
+    res = score_many(xs, season_length=m, threshold=3.0)
     scored = sum(len(s) - s.warmup for s in res)
     rate = sum(int(s.is_anomaly.sum()) for s in res) / scored
     assert rate < 0.008, rate  # Gaussian |z| ≥ 3 alone is 0.27 %
@@ -151,11 +152,13 @@ series_strategy = st.lists(
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(noise=series_strategy, cut=st.integers(1, 129), m=st.sampled_from([None, 1, 7]),
-       step=st.sampled_from([0.0, 15.0]))
+       step=st.sampled_from([0.0, 15.0]), ramp=st.sampled_from([0.0, 0.8]))
 def test_appending_data_never_changes_earlier_scores(noise: list[float], cut: int,
-                                                     m: int | None, step: float) -> None:
+                                                     m: int | None, step: float,
+                                                     ramp: float) -> None:
     x = 50 + np.array(noise) + 3 * np.sin(np.arange(len(noise)))
     x[len(x) // 2:] += step
+    x[len(x) // 3:] += ramp * np.arange(len(x) - len(x) // 3)  # drift alarms and re-fits
     cut = min(cut, len(x))
     _assert_same(score(x[:cut], season_length=m), score(x, season_length=m), cut)
 
@@ -288,7 +291,9 @@ def test_anomaly_records_carry_timestamps_interval_and_kind() -> None:
     assert shift_rec.onset_timestamp == days[START] and shift_rec.timestamp >= days[START]
     for r in records:
         assert r.timestamp == days[r.index] and r.actual == x[r.index]
-        assert not r.lo <= r.actual <= r.hi and r.lo < r.expected < r.hi
+        assert r.lo < r.expected < r.hi and r.score >= 0.5
+        # a point flagged on its own z lies outside the band; a drift alarm may lie inside
+        assert (not r.lo <= r.actual <= r.hi) or r.kind in (Kind.LEVEL_SHIFT, Kind.TREND_CHANGE)
     json.dumps([r.to_dict() for r in records])
     with pytest.raises(ValueError, match="timestamps"):
         anomalies(s, days[:-1])
@@ -337,3 +342,94 @@ def test_small_counts_with_many_zeros_are_scored_sanely() -> None:
     x = np.random.default_rng(25).poisson(0.7, 400).astype(float)
     s = score(x, season_length=7)
     assert not s.log_scale and s.is_anomaly.mean() < 0.03
+
+
+# --- drift (CUSUM), noise bursts, defaults -------------------------------------------------
+
+
+# A ramp of 1 σ per step never has a point beyond T = 4 (the smoothed level follows it);
+# the drift sum finds it. (Half a σ per step is mostly absorbed by the trend update.)
+@pytest.mark.parametrize(("slope", "m", "within"), [(1.0, 1, 10), (1.0, 7, 10), (0.75, 7, 12)],
+                         ids=["1-sigma-no-season", "1-sigma-weekly", "3/4-sigma-weekly"])
+@pytest.mark.parametrize("seed", [31, 32, 33])
+def test_a_slow_ramp_is_flagged_within_a_bounded_delay(slope: float, m: int, within: int,
+                                                       seed: int) -> None:
+    x = base(seed, m=m, level=0.0)  # additive: a ramp in y is a ramp in the model
+    x[START:] += slope * np.arange(1, x.size - START + 1)
+    s = score(x, season_length=m)
+    assert not s.is_anomaly[:START].any()
+    hits = flagged(s)
+    assert hits.size and START <= hits[0] <= START + within, f"flags {hits}"
+    assert np.abs(s.z[START:hits[0] + 1]).max() < 4.0  # found by the sum, not by a point
+    assert s.kind[hits[0]] in (Kind.LEVEL_SHIFT, Kind.TREND_CHANGE)
+    assert (s.score >= 0.5).tolist() == s.is_anomaly.tolist()
+
+
+def late_flags(s: AnomalyScores, after: int) -> int:
+    return int(s.is_anomaly[after:].sum())
+
+
+@pytest.mark.parametrize("seed", [51, 52, 53])
+def test_a_variance_increase_is_flagged_and_adopted(seed: int) -> None:
+    x = base(seed, level=0.0, n=320)
+    rng = np.random.default_rng(seed + 1000)
+    x[START:] += 4.0 * rng.standard_normal(x.size - START)  # noise σ 1 → √17 ≈ 4.1
+    s = score(x, season_length=7)
+    hits = flagged(s)
+    assert hits.size and START <= hits[0] <= START + 15, f"flags {hits}"
+    assert Kind.VARIANCE in s.kind[START:START + 25]
+    assert late_flags(s, START + 40) <= 2, f"still flagging: {hits}"
+
+
+@pytest.mark.parametrize("m", [1, 7, 24])
+def test_clean_noise_at_the_default_threshold_is_almost_never_flagged(m: int) -> None:
+    xs = [base(200 + i, n=500, m=m, amp=8.0) for i in range(40)]
+    res = score_many(xs, season_length=m)
+    assert all(s.threshold == DEFAULT_THRESHOLD == 4.0 for s in res)
+    scored = sum(len(s) - s.warmup for s in res)
+    rate = sum(int(s.is_anomaly.sum()) for s in res) / scored
+    assert rate < 5e-4, rate  # Gaussian |z| ≥ 4 alone is 6.3e-5
+
+
+def test_a_spike_does_not_start_a_drift() -> None:
+    x = base(61, level=0.0)
+    x[START] += 12
+    x[START + 1] += 2.5  # a large-ish point right after the spike
+    s = score(x, season_length=7)
+    assert flagged(s).tolist() == [START]
+
+
+@pytest.mark.parametrize("m", [None, 7], ids=["auto-season", "season-7"])
+def test_drift_alarms_are_causal_and_online_equals_batch(m: int | None) -> None:
+    x = base(62, n=260, level=0.0)
+    x[120:] += 0.6 * np.arange(1, 141)  # ramp
+    x[200:] += 4.0 * np.random.default_rng(3).standard_normal(60)  # then a noise burst
+    x[170:173] = np.nan
+    full = score(x, season_length=m)
+    assert (full.kind == Kind.TREND_CHANGE).any() or (full.kind == Kind.LEVEL_SHIFT).any()
+    for cut in range(80, 260, 9):
+        _assert_same(score(x[:cut], season_length=m), full, cut)
+    det = OnlineDetector(season_length=m)
+    points = [det.update(v) for v in x]
+    np.testing.assert_array_equal([p.score for p in points], full.score)
+    np.testing.assert_array_equal([p.is_anomaly for p in points], full.is_anomaly)
+    np.testing.assert_array_equal([int(p.kind) for p in points], full.kind)
+    np.testing.assert_array_equal([p.onset for p in points], full.onset)
+    _assert_same(score_many([x, x[:150]], season_length=m)[0], full, len(x))
+
+
+def test_smooth_daily_cycle_over_three_cycles_is_24_not_23() -> None:
+    t = np.arange(DETECT_POINTS)
+    got = []
+    for seed in range(20):
+        rng = np.random.default_rng(300 + seed)
+        ph = t / 24
+        cycle = 3.0 * (np.sin(2 * np.pi * (ph - 0.3)) + 0.4 * np.sin(4 * np.pi * ph + seed))
+        got.append(detect_season(50 + cycle + rng.standard_normal(t.size)))
+    assert got.count(24) >= 19, got
+
+
+def test_white_noise_rarely_gets_a_season() -> None:
+    found = [detect_season(np.random.default_rng(400 + i).standard_normal(DETECT_POINTS))
+             for i in range(100)]
+    assert sum(m != 1 for m in found) <= 3, found

@@ -102,13 +102,13 @@ def test_the_gap_causes_no_anomalies_and_the_series_recovers(engine: Engine,
     clean_values[np.searchsorted(days, fill_days)] = fill_values
     clean = score(clean_values, season_length=7,
                   threshold=engine.registry.get("active_users").anomaly_threshold)
-    window = slice(gap1 + 1, gap1 + 30)
-    # Every episode flagged after the gap starts on a day flagged without the gap too: the
-    # holiday dip of late December is real, the gap adds no episode of its own.
-    for i in np.flatnonzero(res.is_anomaly[window]) + gap1 + 1:
-        onset = int(res.onset[i])
-        assert clean.is_anomaly[max(onset - 1, 0):onset + 2].any(), str(days[i])
-    later = slice(gap1 + 30, None)
+    # Every day flagged after the gap has a flag within two days without the gap, and the
+    # other way round: the holiday swings of late December and early January are real, the gap
+    # adds no episode of its own (it can move one by a day while the states converge).
+    for a, b in ((res, clean), (clean, res)):
+        for i in np.flatnonzero(a.is_anomaly[gap1 + 1:]) + gap1 + 1:
+            assert b.is_anomaly[i - 2:i + 3].any(), str(days[i])
+    later = slice(gap1 + 45, None)
     np.testing.assert_array_equal(res.is_anomaly[later], clean.is_anomaly[later])
     assert data.manifest["end"] == END.isoformat() and days[-1] == np.datetime64(END)
     assert days[0] == np.datetime64(END - timedelta(days=729))

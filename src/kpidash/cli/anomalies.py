@@ -53,7 +53,7 @@ def anomalies(
         "--season-length", help="Cycle in periods (1 = none); inferred from the interval.")]
     = None,
     threshold: Annotated[float, typer.Option(help="Robust z threshold T (score 0.5 at |z| = T).")]
-    = 3.0,
+    = 4.0,
 ) -> None:
     """Score every row of a timestamp,value CSV for anomalies (causal, seasonal, robust)."""
     from kpidash.core.anomaly import score

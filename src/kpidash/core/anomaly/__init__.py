@@ -2,7 +2,7 @@
 
 Public API::
 
-    score(values, *, season_length=None, threshold=3.0, higher_is_better=True) -> AnomalyScores
+    score(values, *, season_length=None, threshold=4.0, higher_is_better=True) -> AnomalyScores
     score_many(list_of_arrays, ..., n_jobs=1) -> list[AnomalyScores]
     OnlineDetector(...).update(value) -> PointScore       # the same numbers, one at a time
     anomalies(scores, timestamps=None) -> list[Anomaly]   # the flagged points as records
@@ -17,11 +17,16 @@ weighted error scale σ is the robust z, and a point is anomalous when |z| ≥ T
 ``anomaly_threshold``). Anomalous points do not update the state, so a spike cannot drag the
 baseline; three one-sided deviations in a row are a level shift (or a trend change when they
 grow) and the state jumps to the new level, so only the first few points of a new level are
-flagged; deviations on both sides are a variance change and σ is re-estimated. Missing
+flagged; deviations on both sides are a variance change and σ is re-estimated. Changes
+too gentle for any single point — a slow ramp, a step smaller than T·σ — are caught by a
+two-sided CUSUM on z (allowance 1σ, bar 1.5·T), which re-fits level and trend when it fires;
+a short-run dispersion of z (from successive differences, so drifts do not inflate it) keeps
+noise bursts out of that sum and confirms them as variance changes. Such points are flagged
+with a score from their own statistic (≥ 0.5 exactly when they fire). Missing
 values are skipped (the interval widens with the gap; after a long gap the level re-anchors).
 Everything is in units of σ, so results do not depend on the series' scale. Details:
-:mod:`kpidash.core.anomaly.state` (model, rules, warm-up), :mod:`~.season` (season
-detection), :mod:`~.result` (score, severity).
+:mod:`kpidash.core.anomaly.state` (model, rules, warm-up), :mod:`~.drift` (CUSUM, re-fit,
+dispersion), :mod:`~.season` (season detection), :mod:`~.result` (score, severity).
 """
 
 from kpidash.core.anomaly.detector import (

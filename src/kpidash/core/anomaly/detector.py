@@ -27,7 +27,8 @@ from kpidash.core.anomaly.state import Out, Params, State, default_warmup, step
 F64 = npt.NDArray[np.float64]
 ArrayLike = npt.ArrayLike
 
-DEFAULT_THRESHOLD = 3.0
+DEFAULT_THRESHOLD = 4.0
+"""T: a robust z of 4 (Gaussian tail 6e-5 per point), the KPI's default ``anomaly_threshold``."""
 _START_METHOD = "spawn"  # safe whatever threads the caller runs; costs an import per worker
 
 
@@ -38,7 +39,7 @@ def _check_options(season_length: int | None, threshold: float) -> None:
                          f"to detect it, got {season_length!r}")
     if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.floating) or \
             not math.isfinite(threshold) or threshold <= 0:
-        raise ValueError(f"threshold must be a finite number > 0 (a robust z, default 3), "
+        raise ValueError(f"threshold must be a finite number > 0 (a robust z, default 4), "
                          f"got {threshold!r}")
 
 
@@ -79,21 +80,24 @@ def _run(block: F64, p: Params) -> Out:
     return out
 
 
-def _assemble(x: F64, expected: F64, spread: F64, z: F64, kind: npt.NDArray[np.int8],
-              onset: npt.NDArray[np.int64], p: Params | None, threshold: float,
-              higher_is_better: bool, log_scale: bool = False) -> AnomalyScores:
+def _assemble(x: F64, expected: F64, spread: F64, z: F64, drift: F64,
+              kind: npt.NDArray[np.int8], onset: npt.NDArray[np.int64], p: Params | None,
+              threshold: float, higher_is_better: bool, log_scale: bool = False,
+              ) -> AnomalyScores:
     T = float(threshold)
-    flag = np.abs(z) >= T
+    # the evidence: the point's z, or a drift alarm's effective z where that is larger
+    ev = np.where(np.abs(drift) > np.abs(z), drift, z)
+    flag = np.abs(ev) >= T
     half = T * spread
     lo, hi = expected - half, expected + half
     if log_scale:
         expected, lo, hi = np.exp(expected), np.exp(lo), np.exp(hi)
     return AnomalyScores(
         values=x, expected=expected, lo=lo, hi=hi, z=z,
-        score=score_from_z(z, T), is_anomaly=flag,
-        severity=np.where(flag, severity_from_z(z, T), 0).astype(np.int8),
+        score=score_from_z(ev, T), is_anomaly=flag,
+        severity=np.where(flag, severity_from_z(ev, T), 0).astype(np.int8),
         kind=np.where(flag, kind, 0).astype(np.int8), onset=np.where(flag, onset, -1),
-        favourable=flag & ((z > 0) == higher_is_better),
+        favourable=flag & ((ev > 0) == higher_is_better),
         season_length=None if p is None else p.season_length, threshold=T,
         higher_is_better=bool(higher_is_better),
         warmup=DETECT_POINTS if p is None else p.warmup, log_scale=bool(log_scale))
@@ -102,7 +106,7 @@ def _assemble(x: F64, expected: F64, spread: F64, z: F64, kind: npt.NDArray[np.i
 def _empty(x: F64, threshold: float, higher_is_better: bool) -> AnomalyScores:
     n = x.shape[0]
     nan = np.full(n, np.nan)
-    return _assemble(x, nan, nan.copy(), np.zeros(n), np.zeros(n, np.int8),
+    return _assemble(x, nan, nan.copy(), np.zeros(n), np.zeros(n), np.zeros(n, np.int8),
                      np.full(n, -1, np.int64), None, threshold, higher_is_better)
 
 
@@ -112,7 +116,7 @@ def score(values: ArrayLike, *, season_length: int | None = None,
 
     ``values``: 1-D, one value per period, NaN for a missing period. ``season_length``: the
     cycle in periods (7 for daily data with a weekly cycle, 24 for hourly, 1 for none), or
-    None to detect it from the first 60 valid points. ``threshold``: T in robust z units (the
+    None to detect it from the first 72 valid points. ``threshold``: T in robust z units (the
     KPI's ``anomaly_threshold``). The score of point i depends on values[: i + 1] only.
     """
     _check_options(season_length, threshold)
@@ -121,8 +125,8 @@ def score(values: ArrayLike, *, season_length: int | None = None,
     if p is None:
         return _empty(x, threshold, higher_is_better)
     out = _run(x[None, :], p)
-    return _assemble(x, out.expected[0], out.spread[0], out.z[0], out.kind[0], out.onset[0], p,
-                     threshold, higher_is_better, bool(out.log[0]))
+    return _assemble(x, out.expected[0], out.spread[0], out.z[0], out.drift[0], out.kind[0],
+                     out.onset[0], p, threshold, higher_is_better, bool(out.log[0]))
 
 
 def score_many(series: Sequence[ArrayLike], *,
@@ -181,7 +185,8 @@ def score_many(series: Sequence[ArrayLike], *,
         for r, i in enumerate(members):
             k = xs[i].shape[0]
             results[i] = _assemble(xs[i], out.expected[r, :k].copy(), out.spread[r, :k].copy(),
-                                   out.z[r, :k].copy(), out.kind[r, :k].copy(),
+                                   out.z[r, :k].copy(), out.drift[r, :k].copy(),
+                                   out.kind[r, :k].copy(),
                                    out.onset[r, :k].copy(), p, threshold, higher_is_better,
                                    bool(out.log[r]))
     return [r for r in results if r is not None]
@@ -209,7 +214,7 @@ class PointScore:
 class OnlineDetector:
     """Feed one value per period with :meth:`update`; the same numbers as :func:`score`.
 
-    With ``season_length`` None the first 60 valid values are held until the season is
+    With ``season_length`` None the first 72 valid values are held until the season is
     decided, then replayed through the state machine (they are all warm-up points).
     """
 
@@ -244,8 +249,9 @@ class OnlineDetector:
         else:
             assert self._params is not None
             step(self._state, x, self._params, out, 0)
-        s = _assemble(x, out.expected[0], out.spread[0], out.z[0], out.kind[0], out.onset[0],
-                      self._params, self._threshold, self._hib, bool(out.log[0]))
+        s = _assemble(x, out.expected[0], out.spread[0], out.z[0], out.drift[0], out.kind[0],
+                      out.onset[0], self._params, self._threshold, self._hib,
+                      bool(out.log[0]))
         i, self._t = self._t, self._t + 1
         return PointScore(
             index=i, value=float(x[0]), expected=float(s.expected[0]), lo=float(s.lo[0]),

@@ -1,14 +1,16 @@
 """What the anomaly detector returns: per-point arrays, and anomalies as records.
 
-Score and severity are functions of the robust z only (``z = (actual − expected) / σ``, in
-units of the robust one-step forecast-error scale σ, so they are scale-free)::
+Score and severity are functions of the evidence e, a robust z (``z = (actual − expected) /
+σ``, in units of the robust one-step forecast-error scale σ, so they are scale-free): the
+point's own z, or where a drift or noise-burst alarm fires with larger evidence, that alarm's
+effective z (``±T·S/H`` of the CUSUM, ``±T·v/v_bar`` of the dispersion, :mod:`~.drift`)::
 
-    score    = z⁴ / (z⁴ + T⁴)          in [0, 1); 0.5 exactly at |z| = T, 1 for |z| = ∞
-    anomaly  ⟺ |z| ≥ T                ⟺ score ≥ 0.5
+    score    = e⁴ / (e⁴ + T⁴)          in [0, 1); 0.5 exactly at |e| = T, 1 for |e| = ∞
+    anomaly  ⟺ |e| ≥ T                ⟺ score ≥ 0.5    (|z| ≥ T, or an alarm fired)
     severity by a = |z| / T:  none a < 1 · low 1 ≤ a < 1.5 · medium 1.5 ≤ a < 2 ·
                               high 2 ≤ a < 3 · critical a ≥ 3
 
-``T`` is the KPI's ``anomaly_threshold`` (default 3). With T = 3: score 0.012 at |z| = 1,
+``T`` is the KPI's ``anomaly_threshold`` (default 4). With T = 3: score 0.012 at |z| = 1,
 0.16 at 2, 0.5 at 3, 0.83 at 4.5, 0.94 at 6, 0.99 at 9. The mapping uses only + − × ÷ so it
 is bit-for-bit identical however many points are scored at once.
 """
@@ -90,11 +92,13 @@ class AnomalyScores:
     ``expected`` is the causal one-step forecast (NaN during warm-up), ``lo``/``hi`` the band
     ``expected ∓ T·σ`` (same unit as the values; for a ``log_scale`` series — every warm-up
     value > 0 — the model runs on log y, so ``expected = exp(f)`` and the band is
-    ``exp(f ∓ T·σ)``, asymmetric): a point outside it is an anomaly. ``z`` is
-    the robust z (0 on missing, warm-up and re-anchoring points), ``score`` and ``severity``
-    follow from it (module docstring). ``kind`` holds :class:`Kind` codes, ``onset`` the
-    index where the point's episode started (−1 when not anomalous), ``favourable`` whether an
-    anomalous deviation goes the good way (up when ``higher_is_better``). ``season_length`` is
+    ``exp(f ∓ T·σ)``, asymmetric): a point outside it is an anomaly (so is a drift or
+    noise-burst alarm, which can lie inside it). ``z`` is the robust z of the point (0 on
+    missing, warm-up and re-anchoring points); ``score`` and ``severity`` follow from the
+    evidence (module docstring), which is z except at such an alarm. ``kind`` holds
+    :class:`Kind` codes, ``onset`` the index where the point's episode started (−1 when not
+    anomalous; for a drift, where its sum began), ``favourable`` whether an anomalous
+    deviation goes the good way (up when ``higher_is_better``). ``season_length`` is
     the season used (1 = none, None = not decided yet: fewer points than detection needs) and
     ``warmup`` the number of valid observations scored 0 before the detector is ready.
     """

@@ -32,8 +32,12 @@ only projected forward (ℓ ← ℓ + h·b). Episodes:
   state but normal (|z| < ⅔T) for the old one reverts to it — a burst that ends is not
   flagged a second time.
 * **variance** — within the last V = 5 observations, z beyond ±⅔T on both sides and at least
-  three such points (or points beyond ±T on both sides): σ is reset to
-  max(σ, 1.4826·median |r| of those observations).
+  three such points (or points beyond ±T on both sides), at a point with |z| ≥ T or with the
+  short-run dispersion v ≥ 2T (:mod:`~.drift`): σ is reset to
+  max(σ, 1.4826·median |r| of those observations, σ·√v).
+* **drift** — the two-sided CUSUM of :mod:`~.drift` reaches 1.5·T: a level shift or trend
+  change (re-fitted from the recent deseasonalised values) that no point rule confirmed;
+  the pre-change state is kept for reverting as for a level shift.
 
 Warm-up: the first W = max(3m, 14) valid observations (more if the caller asks) are buffered
 and scored 0; at the W-th the state is fitted robustly:
@@ -60,6 +64,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from kpidash.core.anomaly.drift import (
+    DISP_BAR,
+    DRIFT_H,
+    Drift,
+    accumulate,
+    disperse,
+    refit,
+    remember,
+)
 from kpidash.core.anomaly.result import Kind
 from kpidash.core.anomaly.season import nanmedian_rows
 
@@ -131,6 +144,16 @@ class Params:
     def run_bar(self) -> float:
         return RUN_FRACTION * self.threshold
 
+    @property
+    def disp_bar(self) -> float:
+        """Short-run variance ratio v that confirms a noise burst: DISP_BAR · T."""
+        return DISP_BAR * self.threshold
+
+    @property
+    def drift_bar(self) -> float:
+        """H, the CUSUM alarm bar (:mod:`kpidash.core.anomaly.drift`)."""
+        return DRIFT_H * self.threshold
+
 
 @dataclass(slots=True)
 class State:
@@ -159,6 +182,7 @@ class State:
     bk_sigma: F64
     bk_t: I64
     log: Mask  # the series is modelled as log y (decided at the end of its warm-up)
+    drift: Drift
 
     @classmethod
     def new(cls, n_series: int, p: Params) -> State:
@@ -173,7 +197,7 @@ class State:
         return cls(0, i(s), f(s, w), i(s, w), np.zeros(s, bool), f(s), f(s), f(s, m), f(s),
                    i(s), i(s), np.zeros(s), np.full(s, -1, np.int64), i(s), f(s, WINDOW),
                    f(s, WINDOW), np.full((s, WINDOW), -1, np.int64), np.zeros(s, bool), f(s),
-                   f(s), f(s), i(s), np.zeros(s, bool))
+                   f(s), f(s), i(s), np.zeros(s, bool), Drift.new(s))
 
 
 @dataclass(slots=True)
@@ -186,12 +210,14 @@ class Out:
     kind: I8
     onset: I64
     log: Mask  # (S,) log-scale series
+    drift: F64  # effective z ±T·S/H of a drift alarm, 0 elsewhere
 
     @classmethod
     def new(cls, n_series: int, n: int) -> Out:
         return cls(np.full((n_series, n), np.nan), np.full((n_series, n), np.nan),
                    np.zeros((n_series, n)), np.zeros((n_series, n), np.int8),
-                   np.full((n_series, n), -1, np.int64), np.zeros(n_series, bool))
+                   np.full((n_series, n), -1, np.int64), np.zeros(n_series, bool),
+                   np.zeros((n_series, n)))
 
 
 def _divide(r: F64, s: F64) -> F64:
@@ -264,6 +290,7 @@ def _scored_step(st: State, y: F64, p: Params, out: Out, col: int, ar: I64, act:
             st.sigma = np.where(back, st.bk_sigma, st.sigma)
             st.bk_active = st.bk_active & ~back
             st.run_len = np.where(back, 0, st.run_len)
+            st.drift.forget(back)
             f = np.where(back, st.level + h * st.trend + seas, f)
             spread = np.where(back, st.sigma * p.widen[hc], spread)
             r = y - f
@@ -291,6 +318,9 @@ def _scored_step(st: State, y: F64, p: Params, out: Out, col: int, ar: I64, act:
     st.ring_r[li, pos[li]] = r[li]
     st.ring_t[li, pos[li]] = t
     st.n_live = st.n_live + live
+    remember(st.drift, y - seas, live, t, ar)
+    disp = disperse(st.drift, z, live)
+    alarm, dsign, donset, dratio = accumulate(st.drift, z, live, t, p.drift_bar)
 
     # Normal points update the state with clipped residuals; episode points only project it.
     normal = live & ~episode
@@ -326,27 +356,56 @@ def _scored_step(st: State, y: F64, p: Params, out: Out, col: int, ar: I64, act:
         st.run_len[ci] = 0
         st.ring_z[ci] = np.nan
 
+    # A drift alarm is a level shift or trend change the point rule has not confirmed.
+    drift_z = np.zeros_like(z)
+    moved = alarm & ~confirm
+    if moved.any():
+        di = ar[moved]
+        st.bk_active[di] = True
+        st.bk_level[di] = level[di]
+        st.bk_trend[di] = trend[di]
+        st.bk_sigma[di] = st.sigma[di]
+        st.bk_t[di] = t
+        new_level, new_trend, is_trend = refit(st.drift, di, dsign[di], donset[di], t,
+                                               trend[di], st.sigma[di])
+        level[di] = new_level
+        trend[di] = new_trend
+        kind[di] = np.where(is_trend, Kind.TREND_CHANGE, Kind.LEVEL_SHIFT)
+        onset[di] = donset[di]
+        drift_z[di] = dsign[di] * T * dratio[di]
+        st.run_len[di] = 0
+        st.ring_z[di] = np.nan
+    st.drift.reset(confirm | alarm)
+
     ring_hi = np.sum(st.ring_z >= bar, axis=1)
     ring_lo = np.sum(st.ring_z <= -bar, axis=1)
     both_t = np.any(st.ring_z >= T, axis=1) & np.any(st.ring_z <= -T, axis=1)
-    var = exceed & ~confirm & (ring_hi >= 1) & (ring_lo >= 1) & (
+    # the short-run dispersion v (drift module) also confirms a noise burst that has no
+    # single point beyond T yet
+    noisy = live & (disp >= p.disp_bar)
+    var = (exceed | noisy) & ~confirm & ~moved & (ring_hi >= 1) & (ring_lo >= 1) & (
         (ring_hi + ring_lo >= 3) | both_t)
     if var.any():
         vi = ar[var]
         big = np.abs(st.ring_z[vi]) >= bar
         first = np.min(np.where(big, st.ring_t[vi], np.iinfo(np.int64).max), axis=1)
         rabs = np.where(np.isnan(st.ring_z[vi]), np.nan, np.abs(st.ring_r[vi]))
-        st.sigma[vi] = np.maximum(st.sigma[vi], 1.4826 * nanmedian_rows(rabs))
+        grown = st.sigma[vi] * np.sqrt(np.maximum(disp[vi], 1.0))
+        st.sigma[vi] = np.maximum(np.maximum(st.sigma[vi], 1.4826 * nanmedian_rows(rabs)),
+                                  grown)
+        drift_z[vi] = np.where(z[vi] >= 0, T, -T) * disp[vi] / p.disp_bar
         kind[vi] = Kind.VARIANCE
         onset[vi] = first
         st.run_len[vi] = 0
         st.ring_z[vi] = np.nan
+        st.drift.forget(var)
 
     if gap.any():  # re-anchor after a long gap
         level = np.where(gap, y - seas, level)
         st.run_len = np.where(gap, 0, st.run_len)
         st.bk_active = st.bk_active & ~gap
         st.ring_z[gap] = np.nan
+        st.drift.forget(gap)
     st.level = level
     st.trend = trend
     st.last_t = np.where(act & ~bad, t, st.last_t)
@@ -355,6 +414,7 @@ def _scored_step(st: State, y: F64, p: Params, out: Out, col: int, ar: I64, act:
     out.z[:, col] = np.where(bad, -np.inf, z)
     out.kind[:, col] = np.where(bad, np.int8(Kind.DIP), kind)
     out.onset[:, col] = np.where(bad, t, onset)
+    out.drift[:, col] = np.where(bad, 0.0, drift_z)
 
 
 def _to_additive(st: State, rows: Mask) -> None:
@@ -371,6 +431,7 @@ def _to_additive(st: State, rows: Mask) -> None:
     st.bk_active = st.bk_active & ~rows
     st.run_len = np.where(rows, 0, st.run_len)
     st.ring_z[rows] = np.nan
+    st.drift.forget(rows)
 
 
 def _fit(st: State, idx: I64, p: Params, t: int) -> None:
