@@ -1,6 +1,6 @@
 """The embedded DuckDB store (default).
 
-Schema (version 1)::
+Schema (see schema.py for every version)::
 
     kpidash_schema(version, applied_at)               one row per applied migration
     workspaces(id PK, name, settings JSON, created_at)
@@ -18,18 +18,15 @@ sorted by (series_id, ts) so DuckDB's per-row-group min/max indexes prune scans 
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import duckdb
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -38,58 +35,10 @@ from kpidash.core.batch import SERIES_KEY_SEP, CleanBatch
 from kpidash.errors import SchemaVersionError, StoreError
 from kpidash.model import DEFAULT_WORKSPACE, Aggregation, Annotation, Grain
 from kpidash.store.base import AggSpec, WriteStats
+from kpidash.store.duckdb.periods import bucket_sql, from_epoch_us, longest_period_us
+from kpidash.store.duckdb.schema import MIGRATIONS, SCHEMA_VERSION
 
-SCHEMA_VERSION = 3
-
-MIGRATIONS: dict[int, list[str]] = {
-    1: [
-        """CREATE TABLE workspaces (id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL,
-               settings JSON NOT NULL DEFAULT '{}', created_at TIMESTAMPTZ NOT NULL)""",
-        """CREATE TABLE kpis (workspace_id VARCHAR NOT NULL, kpi_id VARCHAR NOT NULL,
-               definition JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL,
-               PRIMARY KEY (workspace_id, kpi_id))""",
-        "CREATE SEQUENCE series_id_seq START 1",
-        """CREATE TABLE series (series_id BIGINT PRIMARY KEY, workspace_id VARCHAR NOT NULL,
-               kpi_id VARCHAR NOT NULL, series_key VARCHAR NOT NULL,
-               UNIQUE (workspace_id, series_key))""",
-        """CREATE TABLE series_dims (series_id BIGINT NOT NULL, dim VARCHAR NOT NULL,
-               value VARCHAR NOT NULL, PRIMARY KEY (series_id, dim))""",
-        """CREATE TABLE points (series_id BIGINT NOT NULL, ts TIMESTAMPTZ NOT NULL,
-               value DOUBLE NOT NULL, raw_value DOUBLE, correction VARCHAR,
-               ingested_at TIMESTAMPTZ NOT NULL)""",
-    ],
-    2: [
-        "ALTER TABLE points ADD COLUMN correction_reason VARCHAR",
-        # every correction applied or reverted, kept forever: the audit trail
-        """CREATE TABLE correction_log (workspace_id VARCHAR NOT NULL, kpi_id VARCHAR NOT NULL,
-               series_key VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL, raw_value DOUBLE,
-               corrected_value DOUBLE, method VARCHAR, reason VARCHAR, action VARCHAR NOT NULL,
-               logged_at TIMESTAMPTZ NOT NULL)""",
-        "CREATE SEQUENCE annotation_id_seq START 1",
-        """CREATE TABLE annotations (id BIGINT PRIMARY KEY, workspace_id VARCHAR NOT NULL,
-               kpi_id VARCHAR, start_ts TIMESTAMPTZ NOT NULL, end_ts TIMESTAMPTZ NOT NULL,
-               label VARCHAR NOT NULL, kind VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL)""",
-        # anomalies of a KPI slice at a grain, stored once when detected
-        """CREATE TABLE anomalies (workspace_id VARCHAR NOT NULL, kpi_id VARCHAR NOT NULL,
-               slice VARCHAR NOT NULL, grain VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL,
-               actual DOUBLE, expected DOUBLE, lo DOUBLE, hi DOUBLE, score DOUBLE,
-               severity VARCHAR, kind VARCHAR, favourable BOOLEAN,
-               detected_at TIMESTAMPTZ NOT NULL,
-               PRIMARY KEY (workspace_id, kpi_id, slice, grain, ts))""",
-    ],
-    3: [
-        # spacing statistics per series, kept up to date by write_points: a `last` KPI whose
-        # series never have two points closer than a period is aggregated like a sum
-        "ALTER TABLE series ADD COLUMN last_ts TIMESTAMPTZ",
-        "ALTER TABLE series ADD COLUMN min_gap_us BIGINT",
-        """UPDATE series SET last_ts = g.last_ts, min_gap_us = g.gap FROM (
-               SELECT series_id, max(ts) AS last_ts, min(d) AS gap FROM (
-                   SELECT series_id, ts, epoch_us(ts) - lag(epoch_us(ts)) OVER (
-                       PARTITION BY series_id ORDER BY ts) AS d FROM points)
-               GROUP BY series_id) g WHERE series.series_id = g.series_id""",
-    ],
-}
-
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "DuckDBStore"]
 
 
 class DuckDBStore:
@@ -351,7 +300,7 @@ class DuckDBStore:
         result = {s.kpi_id: empty for s in specs}
         if len(sel["series_id"]) == 0:
             return result
-        bucket, bparams = _bucket_sql(grain, tz if grain in LOCAL_GRAINS else "UTC", start, end)
+        bucket, bparams = bucket_sql(grain, tz if grain in LOCAL_GRAINS else "UTC", start, end)
         sel_ids = np.asarray(sel["series_id"], dtype=np.int64)
         sel_kpis = np.asarray(sel["kpi_id"], dtype=object)
         group_sql = "g.value" if group_by else "NULL::VARCHAR"
@@ -384,7 +333,7 @@ class DuckDBStore:
         # A `last` KPI whose selected series never hold two points within one period has one
         # point per (series, period): its last value is that point, so it is aggregated as a
         # sum — without the per-(series, period) hash aggregate, ~4x the cost of a sum.
-        longest = _longest_period_us(grain, tz if grain in LOCAL_GRAINS else "UTC", start, end)
+        longest = longest_period_us(grain, tz if grain in LOCAL_GRAINS else "UTC", start, end)
         sel_gaps = np.asarray(sel["gap"], dtype=np.int64)
         sparse = {s.kpi_id for s in specs if s.aggregation is Aggregation.LAST
                   and longest is not None and bool(np.all(sel_gaps[sel_kpis == s.kpi_id]
@@ -438,13 +387,9 @@ class DuckDBStore:
         sql = (f"SELECT p.ts, p.value, p.raw_value, p.correction, p.correction_reason, "
                f"s.series_key, p.ingested_at{dim_cols} FROM points p "
                "JOIN series s USING (series_id) WHERE s.workspace_id = ? AND s.kpi_id = ?")
-        params: list[Any] = [workspace, kpi_id]
-        if start is not None:
-            sql += " AND p.ts >= ?"
-            params.append(start)
-        if end is not None:
-            sql += " AND p.ts < ?"
-            params.append(end)
+        where, params = _time_range("p.ts", start, end)
+        params = [workspace, kpi_id, *params]
+        sql += where
         return con.sql(sql + " ORDER BY p.series_id, p.ts", params=params).to_arrow_table()
 
     # -- corrections (auditable: the raw value is never lost) -------------------------------
@@ -480,13 +425,9 @@ class DuckDBStore:
         con = self._con
         where = ("p.raw_value IS NOT NULL AND p.series_id IN (SELECT series_id FROM series "
                  "WHERE workspace_id = ? AND kpi_id = ?)")
-        params: list[Any] = [workspace, kpi_id]
-        if start is not None:
-            where += " AND p.ts >= ?"
-            params.append(start)
-        if end is not None:
-            where += " AND p.ts < ?"
-            params.append(end)
+        extra, times = _time_range("p.ts", start, end)
+        where += extra
+        params: list[Any] = [workspace, kpi_id, *times]
         with self.transaction():
             con.execute(
                 "INSERT INTO correction_log SELECT s.workspace_id, s.kpi_id, s.series_key, p.ts, "
@@ -526,7 +467,7 @@ class DuckDBStore:
             sql += " AND (kpi_id = ? OR kpi_id IS NULL)"
             params.append(kpi_id)
         rows = self._con.execute(sql + " ORDER BY start_ts, id", params).fetchall()
-        return [Annotation(start=_from_epoch_us(a), end=_from_epoch_us(b), label=label,
+        return [Annotation(start=from_epoch_us(a), end=from_epoch_us(b), label=label,
                            kind=kind, kpi_id=k, id=int(i)) for i, k, a, b, label, kind in rows]
 
     def delete_annotation(self, workspace: str, annotation_id: int) -> bool:
@@ -596,7 +537,7 @@ class DuckDBStore:
         row = self._con.execute(sql, params).fetchone()
         if not row or row[0] is None:
             return None
-        return _from_epoch_us(row[0]), _from_epoch_us(row[1])
+        return from_epoch_us(row[0]), from_epoch_us(row[1])
 
 
 _AGG_SQL = {
@@ -608,105 +549,17 @@ _AGG_SQL = {
 }
 
 
-_US = {Grain.MINUTE: 60_000_000, Grain.HOUR: 3_600_000_000, Grain.DAY: 86_400_000_000}
-_DAY_US = 86_400_000_000
-_MAX_TRANSITIONS = 64
-
-
-def _bucket_sql(grain: Grain, tz: str, start: datetime, end: datetime) -> tuple[str, list[Any]]:
-    """SQL for the period key of ``p.ts`` (local wall-clock start, naive) and its parameters.
-
-    Equal to ``date_trunc(grain, timezone(tz, p.ts))`` but without the per-row ICU time-zone
-    conversion, which was most of a dashboard query's time (~150 ms of ~200 ms for 2.1M
-    points): the zone's UTC offset only changes at a few known instants in [start, end), so
-    local time is ``epoch_us + offset`` with the offset picked by a small CASE on integer
-    literals, and minute, hour, day and week keys are integer floors of it. Zones with many
-    transitions in the range keep the ICU expression.
-    """
-    spans = _utc_offsets(tz, start, end)
-    if spans is None:
-        return f"date_trunc('{grain.value}', timezone(?, p.ts))", [tz]
-    if len(spans) == 1:
-        local = f"(epoch_us(p.ts) + {spans[0][1]})" if spans[0][1] else "epoch_us(p.ts)"
-    else:
-        whens = " ".join(f"WHEN epoch_us(p.ts) < {until} THEN {off}" for until, off in spans[:-1])
-        local = f"(epoch_us(p.ts) + CASE {whens} ELSE {spans[-1][1]} END)"
-    # DuckDB's // truncates toward zero: a plain floor only while local times are positive
-    # (rows are >= start and offsets are within ±26 h); before 1970 use an exact floor.
-    positive = start.astimezone(UTC) >= datetime(1970, 1, 3, tzinfo=UTC)
-
-    def floor(expr: str, unit: int) -> str:
-        if positive:
-            return f"({expr} // {unit} * {unit})"
-        return f"({expr} - ((({expr} % {unit}) + {unit}) % {unit}))"
-
-    if grain in _US:
-        return f"make_timestamp({floor(local, _US[grain])})", []
-    if grain is Grain.WEEK:  # weeks start on Monday; day 0 (1970-01-01) was a Thursday
-        day = f"({floor(local, _DAY_US)} // {_DAY_US})"
-        return f"make_timestamp(({day} - ((({day} + 3) % 7) + 7) % 7) * {_DAY_US})", []
-    return f"date_trunc('{grain.value}', make_timestamp({local}))", []
-
-
-@functools.lru_cache(maxsize=256)
-def _longest_period_us(grain: Grain, tz: str, start: datetime, end: datetime) -> int | None:
-    """An upper bound of the length of any period of ``grain`` in [start, end), in µs, or
-    None when the zone's offsets change too often to tell."""
-    spans = _utc_offsets(tz, start, end)
-    if spans is None:
-        return None
-    offsets = [off for _, off in spans]
-    shift = max(offsets) - min(offsets)  # DST makes some local periods longer
-    nominal = {Grain.MINUTE: 60, Grain.HOUR: 3_600, Grain.DAY: 86_400, Grain.WEEK: 7 * 86_400,
-               Grain.MONTH: 31 * 86_400, Grain.QUARTER: 92 * 86_400,
-               Grain.YEAR: 366 * 86_400}[grain] * 1_000_000
-    return nominal + (shift if grain in LOCAL_GRAINS else 0)
-
-
-@functools.lru_cache(maxsize=256)
-def _utc_offsets(tz: str, start: datetime, end: datetime,
-                 ) -> tuple[tuple[int, int], ...] | None:
-    """((until, offset)…) covering [start, end), in epoch µs and µs: the offset of ``tz``
-    before each ``until`` (the last ``until`` is ``end``); None when there are too many
-    transitions.
-
-    The offset is sampled every 6 hours (tz database transitions are months apart) and each
-    change is then located to the microsecond by bisection. Cached: a dashboard refresh asks
-    for the same range again and again.
-    """
-    zone = ZoneInfo(tz)
-    start, end = start.astimezone(UTC), end.astimezone(UTC)
-    if end - start > timedelta(days=366 * 100):
-        return None
-    utc = pd.date_range(start, end, freq="6h").append(pd.DatetimeIndex([end]))
-    local = utc.tz_convert(tz).tz_localize(None)
-    offs = np.asarray((local - utc.tz_localize(None)).as_unit("us").asi8, dtype=np.int64)
-    changes = np.flatnonzero(offs[1:] != offs[:-1])
-    if len(changes) > _MAX_TRANSITIONS:
-        return None
-
-    def off(t: datetime) -> int:
-        delta = t.astimezone(zone).utcoffset()
-        return delta // timedelta(microseconds=1) if delta is not None else 0
-
-    spans: list[tuple[int, int]] = []
-    for i in changes:
-        lo, hi = utc[i].to_pydatetime(), utc[i + 1].to_pydatetime()
-        cur = int(offs[i])  # off(lo) == cur != off(hi): find the first instant of the new one
-        while hi - lo > timedelta(microseconds=1):
-            mid = lo + (hi - lo) / 2
-            lo, hi = (mid, hi) if off(mid) == cur else (lo, mid)
-        spans.append((_epoch_us(hi), cur))
-    spans.append((_epoch_us(end), int(offs[-1])))
-    return tuple(spans)
-
-
-def _epoch_us(t: datetime) -> int:
-    return (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-
-
-def _from_epoch_us(us: int) -> datetime:
-    return datetime.fromtimestamp(0, UTC) + timedelta(microseconds=int(us))
+def _time_range(column: str, start: datetime | None, end: datetime | None,
+                ) -> tuple[str, list[Any]]:
+    """`` AND column >= ? AND column < ?`` for the bounds given, and their parameters."""
+    sql, params = "", []
+    if start is not None:
+        sql += f" AND {column} >= ?"
+        params.append(start)
+    if end is not None:
+        sql += f" AND {column} < ?"
+        params.append(end)
+    return sql, params
 
 
 def _q(text: str) -> str:

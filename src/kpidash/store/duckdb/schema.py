@@ -1,0 +1,54 @@
+"""DuckDB schema: one list of statements per version, applied in order on open."""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 3
+
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        """CREATE TABLE workspaces (id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL,
+               settings JSON NOT NULL DEFAULT '{}', created_at TIMESTAMPTZ NOT NULL)""",
+        """CREATE TABLE kpis (workspace_id VARCHAR NOT NULL, kpi_id VARCHAR NOT NULL,
+               definition JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL,
+               PRIMARY KEY (workspace_id, kpi_id))""",
+        "CREATE SEQUENCE series_id_seq START 1",
+        """CREATE TABLE series (series_id BIGINT PRIMARY KEY, workspace_id VARCHAR NOT NULL,
+               kpi_id VARCHAR NOT NULL, series_key VARCHAR NOT NULL,
+               UNIQUE (workspace_id, series_key))""",
+        """CREATE TABLE series_dims (series_id BIGINT NOT NULL, dim VARCHAR NOT NULL,
+               value VARCHAR NOT NULL, PRIMARY KEY (series_id, dim))""",
+        """CREATE TABLE points (series_id BIGINT NOT NULL, ts TIMESTAMPTZ NOT NULL,
+               value DOUBLE NOT NULL, raw_value DOUBLE, correction VARCHAR,
+               ingested_at TIMESTAMPTZ NOT NULL)""",
+    ],
+    2: [
+        "ALTER TABLE points ADD COLUMN correction_reason VARCHAR",
+        # every correction applied or reverted, kept forever: the audit trail
+        """CREATE TABLE correction_log (workspace_id VARCHAR NOT NULL, kpi_id VARCHAR NOT NULL,
+               series_key VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL, raw_value DOUBLE,
+               corrected_value DOUBLE, method VARCHAR, reason VARCHAR, action VARCHAR NOT NULL,
+               logged_at TIMESTAMPTZ NOT NULL)""",
+        "CREATE SEQUENCE annotation_id_seq START 1",
+        """CREATE TABLE annotations (id BIGINT PRIMARY KEY, workspace_id VARCHAR NOT NULL,
+               kpi_id VARCHAR, start_ts TIMESTAMPTZ NOT NULL, end_ts TIMESTAMPTZ NOT NULL,
+               label VARCHAR NOT NULL, kind VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL)""",
+        # anomalies of a KPI slice at a grain, stored once when detected
+        """CREATE TABLE anomalies (workspace_id VARCHAR NOT NULL, kpi_id VARCHAR NOT NULL,
+               slice VARCHAR NOT NULL, grain VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL,
+               actual DOUBLE, expected DOUBLE, lo DOUBLE, hi DOUBLE, score DOUBLE,
+               severity VARCHAR, kind VARCHAR, favourable BOOLEAN,
+               detected_at TIMESTAMPTZ NOT NULL,
+               PRIMARY KEY (workspace_id, kpi_id, slice, grain, ts))""",
+    ],
+    3: [
+        # spacing statistics per series, kept up to date by write_points: a `last` KPI whose
+        # series never have two points closer than a period is aggregated like a sum
+        "ALTER TABLE series ADD COLUMN last_ts TIMESTAMPTZ",
+        "ALTER TABLE series ADD COLUMN min_gap_us BIGINT",
+        """UPDATE series SET last_ts = g.last_ts, min_gap_us = g.gap FROM (
+               SELECT series_id, max(ts) AS last_ts, min(d) AS gap FROM (
+                   SELECT series_id, ts, epoch_us(ts) - lag(epoch_us(ts)) OVER (
+                       PARTITION BY series_id ORDER BY ts) AS d FROM points)
+               GROUP BY series_id) g WHERE series.series_id = g.series_id""",
+    ],
+}
