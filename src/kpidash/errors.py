@@ -4,6 +4,7 @@
 
     KpidashError                      base: every error kpidash raises on purpose
     ├── ConfigError                   settings, paths, options that cannot work
+    ├── InputError                    a data file given to a command is malformed (names the row)
     ├── ValidationFailed              input checked at a boundary failed; carries a Report
     │   ├── RegistryInvalid           KPI definitions (YAML, Python, packs)
     │   └── BatchRejected             a batch of points; nothing of it was written
@@ -30,6 +31,10 @@ class KpidashError(Exception):
 
 class ConfigError(KpidashError):
     """A setting, path or option that cannot work."""
+
+
+class InputError(KpidashError):
+    """A data file given to a command is malformed; the message names the row and field."""
 
 
 class ValidationFailed(KpidashError):

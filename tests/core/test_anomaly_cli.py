@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kpidash.cli.anomalies import AnomalyInputError, Grid, infer_season, read_rows, to_grid
-from kpidash.errors import KpidashError
+from kpidash.cli.anomalies import Grid, infer_season, read_rows, to_grid
+from kpidash.errors import InputError, KpidashError
 
 EXE = shutil.which("kpidash") or str(Path(sys.executable).parent / "kpidash")
 
@@ -102,7 +102,7 @@ def test_input_errors_name_the_row(tmp_path: Path, rows: list[tuple[str, str]],
     if header:
         f.write_text(f.read_text(encoding="utf-8").replace("timestamp,value", header),
                      encoding="utf-8")
-    with pytest.raises(AnomalyInputError) as exc:
+    with pytest.raises(InputError) as exc:
         to_grid(read_rows(f), f.name)
     assert message in str(exc.value) and "\n" not in str(exc.value)
     assert isinstance(exc.value, KpidashError)

@@ -31,14 +31,10 @@ import numpy as np
 import typer
 
 from kpidash.cli._shared import err
-from kpidash.errors import ConfigError, KpidashError
+from kpidash.errors import ConfigError, InputError
 
 MISSING = {"", "nan", "na", "n/a", "null", "none"}
 _DAY = 86_400.0
-
-
-class AnomalyInputError(KpidashError):
-    """The CSV given to ``kpidash anomalies`` cannot be scored as it is."""
 
 
 def register(app: typer.Typer) -> None:
@@ -103,12 +99,12 @@ def read_rows(path: Path) -> list[Row]:
     try:
         handle = path.open(encoding="utf-8", newline="")
     except OSError as exc:
-        raise AnomalyInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     with handle:
         reader = csv.reader(handle)
         header = [h.strip().lower() for h in next(reader, [])]
         if "timestamp" not in header or "value" not in header:
-            raise AnomalyInputError(f"{path.name}: expected a header with columns timestamp,value;"
+            raise InputError(f"{path.name}: expected a header with columns timestamp,value;"
                                     f" got {','.join(header) or 'an empty file'}")
         it, iv = header.index("timestamp"), header.index("value")
         rows = []
@@ -116,11 +112,11 @@ def read_rows(path: Path) -> list[Row]:
             if not rec:
                 continue
             if len(rec) <= max(it, iv):
-                raise AnomalyInputError(f"{path.name} row {number}: expected {len(header)} "
+                raise InputError(f"{path.name} row {number}: expected {len(header)} "
                                         f"fields, got {len(rec)}")
             rows.append(_row(path.name, number, rec[it].strip(), rec[iv].strip()))
     if not rows:
-        raise AnomalyInputError(f"{path.name}: no data rows after the header")
+        raise InputError(f"{path.name}: no data rows after the header")
     return rows
 
 
@@ -128,7 +124,7 @@ def _row(name: str, number: int, ts_text: str, value_text: str) -> Row:
     try:
         ts = datetime.fromisoformat(ts_text)
     except ValueError:
-        raise AnomalyInputError(
+        raise InputError(
             f"{name} row {number}: timestamp {ts_text!r} is not an ISO date or time; "
             "use e.g. 2024-01-31 or 2024-01-31T13:00:00Z") from None
     ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
@@ -143,7 +139,7 @@ def _row(name: str, number: int, ts_text: str, value_text: str) -> Row:
         else:
             bad = not math.isfinite(value)
         if bad:
-            raise AnomalyInputError(
+            raise InputError(
                 f"{name} row {number}: value {value_text!r} is not a finite number; "
                 "leave it empty for a missing value")
     return Row(number, ts, ts_text, value, value_text)
@@ -155,7 +151,7 @@ def to_grid(rows: list[Row], name: str) -> Grid:
     for a, b in itertools.pairwise(order):
         if rows[a].ts == rows[b].ts:
             lo, hi = sorted((rows[a].number, rows[b].number))
-            raise AnomalyInputError(f"{name} row {hi}: timestamp {rows[b].ts_text} repeats row "
+            raise InputError(f"{name} row {hi}: timestamp {rows[b].ts_text} repeats row "
                                     f"{lo}; keep one value per timestamp")
     t0 = rows[order[0]].ts
     if len(rows) == 1:
@@ -175,14 +171,14 @@ def to_grid(rows: list[Row], name: str) -> Grid:
     slot = np.rint(np.array(pos)).astype(np.int64)
     for r, p, s in zip(rows, pos, slot, strict=True):
         if abs(p - s) > 0.25:
-            raise AnomalyInputError(
+            raise InputError(
                 f"{name} row {r.number}: timestamp {r.ts_text} is off the regular grid of "
                 f"{label} starting {rows[order[0]].ts_text}; the timestamps must be evenly "
                 "spaced (missing periods may be left out)")
     seen: dict[int, int] = {}
     for r, s in sorted(zip(rows, slot.tolist(), strict=True), key=lambda x: x[0].number):
         if s in seen:
-            raise AnomalyInputError(f"{name} row {r.number}: timestamp {r.ts_text} falls in the "
+            raise InputError(f"{name} row {r.number}: timestamp {r.ts_text} falls in the "
                                     f"same {label} period as row {seen[s]}")
         seen[s] = r.number
     values = np.full(int(slot.max()) + 1, np.nan)
