@@ -33,15 +33,16 @@ import pyarrow.compute as pc
 from kpidash.core.aggregate import LOCAL_GRAINS, AggRows
 from kpidash.core.batch import SERIES_KEY_SEP, CleanBatch
 from kpidash.errors import SchemaVersionError, StoreError
-from kpidash.model import DEFAULT_WORKSPACE, Aggregation, Annotation, Grain
+from kpidash.model import DEFAULT_WORKSPACE, Aggregation, Grain
 from kpidash.store.base import AggSpec, WriteStats
+from kpidash.store.duckdb.audit import AuditTables, time_range_sql
 from kpidash.store.duckdb.periods import bucket_sql, from_epoch_us, longest_period_us
 from kpidash.store.duckdb.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "DuckDBStore"]
 
 
-class DuckDBStore:
+class DuckDBStore(AuditTables):
     """A Store on one DuckDB database file (or ``:memory:``)."""
 
     def __init__(self, path: str = ":memory:", *, memory_limit: str | None = None,
@@ -387,123 +388,10 @@ class DuckDBStore:
         sql = (f"SELECT p.ts, p.value, p.raw_value, p.correction, p.correction_reason, "
                f"s.series_key, p.ingested_at{dim_cols} FROM points p "
                "JOIN series s USING (series_id) WHERE s.workspace_id = ? AND s.kpi_id = ?")
-        where, params = _time_range("p.ts", start, end)
+        where, params = time_range_sql("p.ts", start, end)
         params = [workspace, kpi_id, *params]
         sql += where
         return con.sql(sql + " ORDER BY p.series_id, p.ts", params=params).to_arrow_table()
-
-    # -- corrections (auditable: the raw value is never lost) -------------------------------
-
-    def apply_corrections(self, workspace: str, corrections: pa.Table, now: datetime) -> int:
-        """Set corrected values; ``corrections``: series_key, ts, value, method, reason.
-
-        The first raw value is kept in ``raw_value`` however often a point is corrected;
-        rows naming no stored point are ignored. Every change is logged.
-        """
-        if corrections.num_rows == 0:
-            return 0
-        con = self._con
-        _kp_corr = corrections.select(["series_key", "ts", "value", "method", "reason"])
-        with self.transaction():
-            con.execute(
-                "INSERT INTO correction_log SELECT s.workspace_id, s.kpi_id, s.series_key, p.ts, "
-                "coalesce(p.raw_value, p.value), c.value, c.method, c.reason, 'apply', ? "
-                "FROM _kp_corr c JOIN series s ON s.series_key = c.series_key "
-                "AND s.workspace_id = ? JOIN points p ON p.series_id = s.series_id "
-                "AND p.ts = c.ts", [now, workspace]).fetchall()
-            row = con.execute(
-                "UPDATE points SET raw_value = coalesce(points.raw_value, points.value), "
-                "value = c.value, correction = c.method, correction_reason = c.reason "
-                "FROM _kp_corr c JOIN series s ON s.series_key = c.series_key "
-                "AND s.workspace_id = ? WHERE points.series_id = s.series_id "
-                "AND points.ts = c.ts", [workspace]).fetchall()
-        return int(row[0][0]) if row else 0
-
-    def revert_corrections(self, workspace: str, kpi_id: str, now: datetime,
-                           start: datetime | None = None, end: datetime | None = None) -> int:
-        """Restore raw values of a KPI's corrected points (optionally within [start, end))."""
-        con = self._con
-        where = ("p.raw_value IS NOT NULL AND p.series_id IN (SELECT series_id FROM series "
-                 "WHERE workspace_id = ? AND kpi_id = ?)")
-        extra, times = _time_range("p.ts", start, end)
-        where += extra
-        params: list[Any] = [workspace, kpi_id, *times]
-        with self.transaction():
-            con.execute(
-                "INSERT INTO correction_log SELECT s.workspace_id, s.kpi_id, s.series_key, p.ts, "
-                "p.raw_value, p.value, p.correction, p.correction_reason, 'revert', ? "
-                f"FROM points p JOIN series s USING (series_id) WHERE {where}",
-                [now, *params]).fetchall()
-            row = con.execute(
-                "UPDATE points p SET value = p.raw_value, raw_value = NULL, correction = NULL, "
-                f"correction_reason = NULL WHERE {where}", params).fetchall()
-        return int(row[0][0]) if row else 0
-
-    def correction_log(self, workspace: str, kpi_id: str | None = None) -> pa.Table:
-        """The audit trail: every applied and reverted correction, oldest first."""
-        sql = ("SELECT kpi_id, series_key, ts, raw_value, corrected_value, method, reason, "
-               "action, logged_at FROM correction_log WHERE workspace_id = ?")
-        params: list[Any] = [workspace]
-        if kpi_id:
-            sql += " AND kpi_id = ?"
-            params.append(kpi_id)
-        return self._con.sql(sql + " ORDER BY rowid", params=params).to_arrow_table()
-
-    # -- annotations ----------------------------------------------------------------------
-
-    def add_annotation(self, workspace: str, annotation: Annotation, now: datetime) -> int:
-        row = self._con.execute(
-            "INSERT INTO annotations VALUES (nextval('annotation_id_seq'), ?, ?, ?, ?, ?, ?, ?) "
-            "RETURNING id", [workspace, annotation.kpi_id, annotation.start, annotation.end,
-                             annotation.label, annotation.kind, now]).fetchall()
-        return int(row[0][0])
-
-    def annotations(self, workspace: str, kpi_id: str | None = None) -> list[Annotation]:
-        """Annotations of a KPI (and those for every KPI), by start."""
-        sql = ("SELECT id, kpi_id, epoch_us(start_ts), epoch_us(end_ts), label, kind "
-               "FROM annotations WHERE workspace_id = ?")
-        params: list[Any] = [workspace]
-        if kpi_id:
-            sql += " AND (kpi_id = ? OR kpi_id IS NULL)"
-            params.append(kpi_id)
-        rows = self._con.execute(sql + " ORDER BY start_ts, id", params).fetchall()
-        return [Annotation(start=from_epoch_us(a), end=from_epoch_us(b), label=label,
-                           kind=kind, kpi_id=k, id=int(i)) for i, k, a, b, label, kind in rows]
-
-    def delete_annotation(self, workspace: str, annotation_id: int) -> bool:
-        row = self._con.execute("DELETE FROM annotations WHERE workspace_id = ? AND id = ?",
-                                [workspace, annotation_id]).fetchall()
-        return bool(row and row[0][0])
-
-    # -- anomalies ------------------------------------------------------------------------
-
-    def put_anomalies(self, workspace: str, rows: pa.Table, now: datetime) -> int:
-        """Store detected anomalies once: a (kpi, slice, grain, ts) already stored is kept.
-
-        ``rows``: kpi_id, slice, grain, ts, actual, expected, lo, hi, score, severity, kind,
-        favourable. Returns how many were new.
-        """
-        if rows.num_rows == 0:
-            return 0
-        _kp_anom = rows
-        res = self._con.execute(
-            "INSERT INTO anomalies SELECT ?, kpi_id, slice, grain, ts, actual, expected, lo, hi, "
-            "score, severity, kind, favourable, ? FROM _kp_anom ON CONFLICT DO NOTHING",
-            [workspace, now]).fetchall()
-        return int(res[0][0]) if res else 0
-
-    def anomalies(self, workspace: str, kpi_id: str | None = None,
-                  since: datetime | None = None) -> pa.Table:
-        sql = ("SELECT kpi_id, slice, grain, ts, actual, expected, lo, hi, score, severity, kind, "
-               "favourable, detected_at FROM anomalies WHERE workspace_id = ?")
-        params: list[Any] = [workspace]
-        if kpi_id:
-            sql += " AND kpi_id = ?"
-            params.append(kpi_id)
-        if since is not None:
-            sql += " AND ts >= ?"
-            params.append(since)
-        return self._con.sql(sql + " ORDER BY ts, kpi_id, slice", params=params).to_arrow_table()
 
     def point_count(self, workspace: str, kpi_id: str | None = None) -> int:
         sql = ("SELECT count(*) FROM points p JOIN series s USING (series_id) "
@@ -547,19 +435,6 @@ _AGG_SQL = {
     Aggregation.MAX: "max(x.value)",
     Aggregation.COUNT: "count(*)::DOUBLE",
 }
-
-
-def _time_range(column: str, start: datetime | None, end: datetime | None,
-                ) -> tuple[str, list[Any]]:
-    """`` AND column >= ? AND column < ?`` for the bounds given, and their parameters."""
-    sql, params = "", []
-    if start is not None:
-        sql += f" AND {column} >= ?"
-        params.append(start)
-    if end is not None:
-        sql += f" AND {column} < ?"
-        params.append(end)
-    return sql, params
 
 
 def _q(text: str) -> str:
