@@ -102,3 +102,21 @@ def test_query_validation() -> None:
         agg.Query("r", Grain.DAY, datetime(2024, 1, 2, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC))
     with pytest.raises(ConfigError, match="unknown time zone"):
         agg.check_timezone("Mars/Olympus")
+
+
+@pytest.mark.parametrize(("now", "grain", "tz", "expected"), [
+    pytest.param("2024-03-31T21:59:59+00:00", Grain.DAY, "Europe/Paris", 1, id="23h-day-open"),
+    pytest.param("2024-03-31T22:00:00+00:00", Grain.DAY, "Europe/Paris", 2, id="23h-day-over"),
+    pytest.param("2024-04-01T00:00:00+00:00", Grain.MONTH, "UTC", 1, id="month-over"),
+    pytest.param("2024-03-30T12:00:00+00:00", Grain.DAY, "UTC", 0, id="first-open"),
+])
+def test_complete_periods(now: str, grain: Grain, tz: str, expected: int) -> None:
+    from kpidash.model import Series
+
+    start = datetime(2024, 3, 30, tzinfo=UTC) if grain is Grain.DAY else datetime(
+        2024, 3, 1, tzinfo=UTC)
+    keys = agg.period_keys(start, start + (datetime(2024, 4, 2, tzinfo=UTC) - start), grain, tz)
+    keys = keys[:2]
+    periods, labels = agg.keys_to_utc(keys, grain, tz)
+    s = Series("k", grain, tz, periods, np.ones(len(keys)), None, labels)
+    assert agg.complete_periods(s, datetime.fromisoformat(now)) == expected

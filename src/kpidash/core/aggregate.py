@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -139,6 +139,20 @@ def _iso_labels(local: pd.DatetimeIndex, utc: pd.DatetimeIndex) -> tuple[str, ..
     names = {int(m): f"{'+' if m >= 0 else '-'}{int(abs(m)) // 60:02d}:{int(abs(m)) % 60:02d}"
              for m in np.unique(offsets)}
     return tuple(w + names[int(m)] for w, m in zip(wall, offsets, strict=True))
+
+
+def complete_periods(series: Series, now: datetime) -> int:
+    """How many leading periods of ``series`` have ended by ``now`` (a period ends where the
+    next one starts, in the series' zone, so DST-length days and months are exact)."""
+    n = len(series)
+    if n == 0:
+        return 0
+    last = pd.Timestamp(series.periods[-1]).tz_localize("UTC").to_pydatetime()
+    step = pd.Timedelta(days=400) if series.grain in LOCAL_GRAINS else pd.Timedelta(days=1)
+    keys = period_keys(last, last + step, series.grain, series.tz)
+    after, _ = keys_to_utc(keys[1:2], series.grain, series.tz)
+    ends = np.append(series.periods[1:], after[:1])
+    return int(np.sum(ends <= np.datetime64(now.astimezone(UTC).replace(tzinfo=None), "us")))
 
 
 def densify(rows: AggRows, keys: npt.NDArray[np.datetime64], groups: Sequence[str | None],

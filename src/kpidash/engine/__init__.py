@@ -398,4 +398,4 @@ def _point_dict(p: Point | Mapping[str, Any]) -> Mapping[str, Any]:
     return p
 
 
-__all__ = ["Engine", "KpiKind"]
+__all__ = ["DetectionResult", "Engine"]

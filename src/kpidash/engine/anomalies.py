@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from kpidash.core.aggregate import complete_periods
 from kpidash.core.anomaly import Anomaly, anomalies, score
 from kpidash.model import KPI, Grain, Series
 
@@ -38,7 +39,7 @@ def detect(kpi: KPI, series: Sequence[Series], slices: Sequence[str], now: datet
     """Score every series; return (slice, anomaly) pairs and the rows for the store."""
     found: list[tuple[str, Anomaly]] = []
     for s, name in zip(series, slices, strict=True):
-        n = _complete(s, now)
+        n = complete_periods(s, now)
         values = s.values[:n]
         m = GRAIN_SEASON[s.grain]
         season = m if m > 1 and np.isfinite(values).sum() >= MIN_CYCLES * m else 1
@@ -46,17 +47,6 @@ def detect(kpi: KPI, series: Sequence[Series], slices: Sequence[str], now: datet
                        higher_is_better=kpi.higher_is_better)
         found += [(name, a) for a in anomalies(scores, s.periods[:n])]
     return found, _rows(kpi, series[0].grain if series else Grain.DAY, found)
-
-
-def _complete(s: Series, now: datetime) -> int:
-    """How many leading periods of ``s`` have ended by ``now``."""
-    if len(s) == 0:
-        return 0
-    starts = s.periods
-    # a period ends where the next one starts; the last one ends one step later
-    step = starts[-1] - starts[-2] if len(s) > 1 else np.timedelta64(0, "us")
-    ends = np.append(starts[1:], starts[-1] + step)
-    return int(np.sum(ends <= np.datetime64(now.replace(tzinfo=None), "us")))
 
 
 def _rows(kpi: KPI, grain: Grain, found: list[tuple[str, Anomaly]]) -> pa.Table:

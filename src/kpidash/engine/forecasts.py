@@ -58,10 +58,7 @@ def forecast_series(kpi: KPI, series: list[Series], now: datetime, horizon: int,
     """Forecast each series from its periods complete at ``now``, ``horizon`` periods ahead."""
     histories, ends = [], []
     for s in series:
-        complete = s.periods < np.datetime64(now.replace(tzinfo=None), "us")
-        n = int(np.flatnonzero(complete).max()) if complete.any() else -1
-        # the period containing `now` is not over: leave it out
-        last = n - 1 if n >= 0 and _period_open(s, n, now) else n
+        last = agg.complete_periods(s, now) - 1  # the period containing `now` is not over
         finite = np.flatnonzero(np.isfinite(s.values[:last + 1]))
         if finite.size == 0:
             raise QueryError(f"no complete {s.grain} of {kpi.id!r} has data yet")
@@ -77,11 +74,6 @@ def forecast_series(kpi: KPI, series: list[Series], now: datetime, horizon: int,
         out.append(KpiForecast(kpi.id, grain, s.group, _future(s, last, horizon),
                                s.labels[last], r))
     return out
-
-
-def _period_open(s: Series, i: int, now: datetime) -> bool:
-    nxt = _future(s, i, 1)
-    return pd.Timestamp(nxt[0]) > pd.Timestamp(now)
 
 
 def _future(s: Series, last: int, horizon: int) -> tuple[str, ...]:
