@@ -7,7 +7,10 @@
     ├── InputError                    a data file given to a command is malformed (names the row)
     ├── ValidationFailed              input checked at a boundary failed; carries a Report
     │   ├── RegistryInvalid           KPI definitions (YAML, Python, packs)
+    │   ├── RulesInvalid              alert rule definitions
     │   └── BatchRejected             a batch of points; nothing of it was written
+    ├── AlertError                    an alert operation that cannot be done as asked
+    │   └── IllegalTransition         a lifecycle move the alert state machine does not allow
     ├── NotFound                      a named thing (KPI, workspace) does not exist
     ├── QueryError                    a query that cannot be answered as asked
     └── StoreError                    the storage backend failed or is incompatible
@@ -53,8 +56,20 @@ class RegistryInvalid(ValidationFailed):
     """KPI definitions are invalid."""
 
 
+class RulesInvalid(ValidationFailed):
+    """Alert rule definitions are invalid; ``report`` lists every problem."""
+
+
 class BatchRejected(ValidationFailed):
     """A batch of points was rejected as a whole; nothing from it was written."""
+
+
+class AlertError(KpidashError):
+    """An alert operation that cannot be done as asked."""
+
+
+class IllegalTransition(AlertError):
+    """A lifecycle move that the alert state machine does not allow."""
 
 
 class NotFound(KpidashError):

@@ -36,7 +36,6 @@ from kpidash.core.alerts.group import (
 )
 from kpidash.core.alerts.rules import (
     AlertRule,
-    RulesInvalid,
     load_rules,
     parse_duration,
     parse_rules_yaml,
@@ -56,10 +55,8 @@ from kpidash.core.alerts.silence import (
 from kpidash.core.alerts.state import (
     ALLOWED,
     Acknowledgement,
-    AlertError,
     AlertInstance,
     AlertState,
-    IllegalTransition,
     Transition,
     acknowledge,
     apply,
@@ -70,6 +67,7 @@ from kpidash.core.alerts.state import (
     transition,
 )
 from kpidash.core.anomaly.result import Severity
+from kpidash.errors import AlertError, IllegalTransition, RulesInvalid
 
 __all__ = [
     "ALLOWED", "Acknowledgement", "AlertError", "AlertInstance", "AlertRule", "AlertState",

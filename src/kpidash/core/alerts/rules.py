@@ -36,7 +36,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from kpidash.core.anomaly.result import Severity
 from kpidash.core.report import Report, ReportBuilder
-from kpidash.errors import ValidationFailed
+from kpidash.errors import RulesInvalid
 from kpidash.model import DIM_NAME_PATTERN, KPI, KPI_ID_PATTERN, Grain
 
 SeverityName = Literal["low", "medium", "high", "critical"]
@@ -47,10 +47,6 @@ _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(w|d|h|m|s)")
 _UNIT_SECONDS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 # Grains at which "the same period last week" is a whole number of periods back.
 _WEEKLY_GRAINS = frozenset({Grain.MINUTE, Grain.HOUR, Grain.DAY, Grain.WEEK})
-
-
-class RulesInvalid(ValidationFailed):
-    """Alert rule definitions are invalid; ``report`` lists every problem."""
 
 
 def parse_duration(value: object) -> object:

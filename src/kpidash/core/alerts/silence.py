@@ -18,8 +18,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
-from kpidash.core.alerts.state import AlertError, AlertInstance, IllegalTransition
+from kpidash.core.alerts.state import AlertInstance
 from kpidash.core.anomaly.result import Severity
+from kpidash.errors import AlertError, IllegalTransition
 
 
 class MatchOp(StrEnum):

@@ -33,19 +33,11 @@ from enum import StrEnum
 from kpidash.core.alerts.evaluate import Evaluation, Observation, Outcome, SliceKey
 from kpidash.core.alerts.rules import AlertRule
 from kpidash.core.anomaly.result import Severity
-from kpidash.errors import KpidashError
+from kpidash.errors import AlertError, IllegalTransition
 from kpidash.model import KPI
 
 HISTORY_LIMIT = 200
 """Transitions kept per instance (oldest dropped first)."""
-
-
-class AlertError(KpidashError):
-    """An alert operation that cannot be done as asked."""
-
-
-class IllegalTransition(AlertError):
-    """A lifecycle move that the state machine does not allow."""
 
 
 class AlertState(StrEnum):
