@@ -15,19 +15,22 @@ class Level(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Location:
-    """Where a problem is: a file, an item (KPI id or index), a data row (1-based), a field."""
+    """Where a problem is: a file, an item (a KPI or rule id, or ``#index``), a data row
+    (1-based), a field. ``kind`` names what the item is in messages."""
 
     source: str | None = None
     item: str | None = None
     row: int | None = None
     field: str | None = None
+    kind: str = "kpi"
 
     def __str__(self) -> str:
         parts = []
         if self.source:
             parts.append(self.source)
         if self.item is not None:
-            parts.append(f"kpi {self.item}" if self.item.startswith("#") else f"kpi {self.item!r}")
+            parts.append(f"{self.kind} {self.item}" if self.item.startswith("#")
+                         else f"{self.kind} {self.item!r}")
         if self.row is not None:
             parts.append(f"row {self.row}")
         if self.field:
@@ -111,11 +114,12 @@ class Report:
 class ReportBuilder:
     """Collects issues; keeps at most ``cap_per_code`` of each code and counts the rest."""
 
-    def __init__(self, cap_per_code: int = 1000) -> None:
+    def __init__(self, cap_per_code: int = 1000, item_kind: str = "kpi") -> None:
         self._issues: list[Issue] = []
         self._per_code: Counter[str] = Counter()
         self._omitted: Counter[str] = Counter()
         self._cap = cap_per_code
+        self._kind = item_kind
 
     def add(self, level: Level, code: str, message: str, **where: object) -> None:
         if self._per_code[code] >= self._cap:
@@ -123,7 +127,8 @@ class ReportBuilder:
                 self._omitted[code] += 1
             return
         self._per_code[code] += 1
-        self._issues.append(Issue(level, code, message, Location(**where)))  # type: ignore[arg-type]
+        self._issues.append(Issue(level, code, message,
+                                  Location(kind=self._kind, **where)))  # type: ignore[arg-type]
 
     def error(self, code: str, message: str, **where: object) -> None:
         self.add(Level.ERROR, code, message, **where)

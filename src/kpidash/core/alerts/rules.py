@@ -184,7 +184,7 @@ class AlertRule(_Model):
 
 def parse_rules_yaml(text: str, source: str = "<yaml>") -> list[Any]:
     """YAML text (``rules:`` list or a bare list) → raw rule list; bad YAML raises RulesInvalid."""
-    rb = ReportBuilder()
+    rb = ReportBuilder(item_kind="rule")
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -210,7 +210,7 @@ def validate_rules(raw: Iterable[Any], kpis: Mapping[str, KPI] | None = None,
     With ``kpis`` (id → KPI) given, references to KPIs, their dimensions and targets are
     checked too.
     """
-    rb = ReportBuilder()
+    rb = ReportBuilder(item_kind="rule")
     rules: list[AlertRule] = []
     seen: dict[str, int] = {}
     for index, item in enumerate(raw):
