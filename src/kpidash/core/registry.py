@@ -105,14 +105,8 @@ def validate_definitions(raw: Iterable[Any], source: str | None = None) -> tuple
             try:
                 kpi = KPI.model_validate(dict(item))
             except ValidationError as exc:
-                for err in exc.errors():
-                    fld = ".".join(str(p) for p in err["loc"]) or None
-                    given = err.get("input")
-                    code = "kpi.unknown_field" if err["type"] == "extra_forbidden" else "kpi.field"
-                    msg = ("unknown field; check the spelling against the KPI format in the README"
-                           if err["type"] == "extra_forbidden"
-                           else f"{err['msg']} (got {given!r})")
-                    rb.error(code, msg, source=source, item=label, field=fld)
+                rb.pydantic_errors(exc, "kpi", "KPI format in the README", source=source,
+                                   item=label)
                 if isinstance(item.get("id"), str):  # still catch a later duplicate of it
                     seen.setdefault(item["id"], index)
                 continue

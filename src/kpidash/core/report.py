@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from pydantic import ValidationError
+
 
 class Level(StrEnum):
     ERROR = "error"
@@ -135,6 +137,19 @@ class ReportBuilder:
 
     def warning(self, code: str, message: str, **where: object) -> None:
         self.add(Level.WARNING, code, message, **where)
+
+    def pydantic_errors(self, exc: ValidationError, prefix: str, fmt: str,
+                        **where: object) -> None:
+        """One issue per pydantic error: ``<prefix>.unknown_field`` or ``<prefix>.field``,
+        the field path as location and what came; ``fmt`` names the format to check against."""
+        for err in exc.errors():
+            fld = ".".join(str(p) for p in err["loc"]) or None
+            if err["type"] == "extra_forbidden":
+                self.error(f"{prefix}.unknown_field", "unknown field; check the spelling against "
+                           f"the {fmt}", field=fld, **where)
+            else:
+                self.error(f"{prefix}.field", f"{err['msg']} (got {err.get('input')!r})",
+                           field=fld, **where)
 
     def extend(self, report: Report) -> None:
         self._issues.extend(report.issues)

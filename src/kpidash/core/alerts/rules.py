@@ -222,15 +222,8 @@ def validate_rules(raw: Iterable[Any], kpis: Mapping[str, KPI] | None = None,
             try:
                 rule = AlertRule.model_validate(dict(item))
             except ValidationError as exc:
-                for err in exc.errors():
-                    fld = ".".join(str(p) for p in err["loc"]) or None
-                    if err["type"] == "extra_forbidden":
-                        rb.error("alert.unknown_field", "unknown field; check the spelling "
-                                 "against the alert rule format", source=source, item=label,
-                                 field=fld)
-                    else:
-                        rb.error("alert.field", f"{err['msg']} (got {err.get('input')!r})",
-                                 source=source, item=label, field=fld)
+                rb.pydantic_errors(exc, "alert", "alert rule format", source=source,
+                                   item=label)
                 if isinstance(item.get("id"), str):
                     seen.setdefault(item["id"], index)
                 continue
