@@ -179,3 +179,20 @@ class Annotation:
     kind: str = "event"
     kpi_id: str | None = None
     id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One notification waiting for (or done with) delivery on one channel.
+
+    ``status``: pending (to send at ``next_attempt_at``), delivered, or failed (gave up:
+    a non-retryable error or too many attempts). ``payload`` is the notification's JSON.
+    """
+
+    notification_id: str
+    channel: str
+    payload: dict[str, Any]
+    status: str = "pending"
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None

@@ -354,3 +354,21 @@ def test_last_stays_exact_when_series_spacing_changes(store: Store) -> None:
     store.write_points("default", batch([("customers", day(1, 12), 50.0, {"region": "EU"})]),
                        NOW)
     assert agg(store, "customers", Aggregation.LAST)[("2024-01-02", None)] == 61.0
+
+
+def test_outbox_queue_due_and_outcomes(store: Store) -> None:
+    from kpidash.model import OutboxItem
+
+    items = [OutboxItem("n1", "ops", {"id": "n1"}), OutboxItem("n1", "mail", {"id": "n1"})]
+    assert store.enqueue("default", items, NOW) == 2
+    assert store.enqueue("default", items, NOW) == 0
+    assert [(i.notification_id, i.channel) for i in store.due("default", NOW)] == [
+        ("n1", "mail"), ("n1", "ops")]
+    store.record_delivery("default", items[0], "delivered", NOW)
+    store.record_delivery("default", items[1], "pending", NOW, NOW + timedelta(minutes=1), "503")
+    assert store.due("default", NOW) == []
+    [later] = store.due("default", NOW + timedelta(minutes=1))
+    assert (later.channel, later.attempts, later.last_error) == ("mail", 1, "503")
+    assert [i.status for i in store.outbox("default")] == ["pending", "delivered"]
+    store.ensure_workspace("acme")
+    assert store.due("acme", NOW + timedelta(days=1)) == []

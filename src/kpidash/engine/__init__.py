@@ -40,8 +40,10 @@ from kpidash.store.base import AggSpec, Store, open_store
 
 if TYPE_CHECKING:  # the analysis services import scipy (~0.7 s): loaded when first used
     from kpidash.engine import forecasts as forecasts_
+    from kpidash.engine import outbox as outbox_
     from kpidash.engine import quality as quality_
     from kpidash.engine import trends as trends_
+    from kpidash.notify.base import Notification, Notifier
 
 Progress = Callable[[int, int | None], None]
 
@@ -334,6 +336,23 @@ class Engine:
         t = self.store.anomalies(self.workspace, kpi_id, since)
         return [{**r, "ts": r["ts"].isoformat(), "detected_at": r["detected_at"].isoformat()}
                 for r in t.to_pylist()]
+
+    # -- notifications (durable outbox) ---------------------------------------------------
+
+    def notify(self, notifications: list[Notification], channels: list[str]) -> int:
+        """Queue notifications on channels; returns how many (notification, channel) are new."""
+        from kpidash.engine import outbox as outbox_
+
+        return self.store.enqueue(self.workspace, outbox_.queue(notifications, channels),
+                                  self.clock.now())
+
+    def deliver(self, notifiers: Mapping[str, Notifier], **options: Any,
+                ) -> outbox_.DeliveryReport:
+        """Send every queued notification that is due (retries with backoff, see outbox)."""
+        from kpidash.engine import outbox as outbox_
+
+        return outbox_.deliver_due(self.store, self.workspace, notifiers, self.clock.now(),
+                                   **options)
 
     # -- widgets ---------------------------------------------------------------------------
 

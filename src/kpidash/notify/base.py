@@ -193,6 +193,24 @@ class Notification:
             "text": self.render_text(),
         }
 
+    @classmethod
+    def from_payload(cls, p: Mapping[str, Any]) -> Notification:
+        """The inverse of :meth:`to_payload` (how the outbox stores a notification)."""
+        rng = p.get("expected_range")
+        nan = float("nan")
+        return cls(
+            id=p["id"], title=p["title"], severity=Severity(p["severity"]),
+            status=Status(p["status"]), kpi_id=p["kpi"]["id"], kpi_name=p["kpi"]["name"],
+            unit=p["kpi"].get("unit", ""), slice=dict(p.get("slice") or {}),
+            value=nan if p.get("value") is None else float(p["value"]),
+            threshold=p.get("threshold"),
+            expected_range=(None if rng is None else (
+                nan if rng[0] is None else float(rng[0]), nan if rng[1] is None else float(rng[1]))),
+            since=datetime.fromisoformat(p["since"]),
+            recent=tuple(nan if v is None else float(v) for v in p.get("recent") or ()),
+            dashboard_url=p.get("dashboard_url"), rule_id=p["rule_id"],
+            group_key=p["group_key"])
+
 
 @dataclass(frozen=True)
 class DeliveryResult:

@@ -18,7 +18,7 @@ import pyarrow as pa
 from kpidash.core.aggregate import AggRows
 from kpidash.core.batch import CleanBatch
 from kpidash.errors import ConfigError
-from kpidash.model import Aggregation, Annotation, Grain
+from kpidash.model import Aggregation, Annotation, Grain, OutboxItem
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,18 @@ class Store(Protocol):
 
     def anomalies(self, workspace: str, kpi_id: str | None = None,
                   since: datetime | None = None) -> pa.Table: ...
+
+    def enqueue(self, workspace: str, items: list[OutboxItem], now: datetime) -> int:
+        """Queue notifications for delivery; an item already queued is left as it is."""
+        ...
+
+    def due(self, workspace: str, now: datetime, limit: int = 100) -> list[OutboxItem]: ...
+
+    def record_delivery(self, workspace: str, item: OutboxItem, status: str, now: datetime,
+                        next_attempt_at: datetime | None = None, error: str | None = None,
+                        ) -> None: ...
+
+    def outbox(self, workspace: str, status: str | None = None) -> list[OutboxItem]: ...
 
     def point_count(self, workspace: str, kpi_id: str | None = None) -> int: ...
 

@@ -36,13 +36,14 @@ from kpidash.errors import SchemaVersionError, StoreError
 from kpidash.model import DEFAULT_WORKSPACE, Aggregation, Grain
 from kpidash.store.base import AggSpec, WriteStats
 from kpidash.store.duckdb.audit import AuditTables, time_range_sql
+from kpidash.store.duckdb.outbox import OutboxTable
 from kpidash.store.duckdb.periods import bucket_sql, from_epoch_us, longest_period_us
 from kpidash.store.duckdb.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "DuckDBStore"]
 
 
-class DuckDBStore(AuditTables):
+class DuckDBStore(AuditTables, OutboxTable):
     """A Store on one DuckDB database file (or ``:memory:``)."""
 
     def __init__(self, path: str = ":memory:", *, memory_limit: str | None = None,

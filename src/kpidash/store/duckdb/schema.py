@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -50,5 +50,14 @@ MIGRATIONS: dict[int, list[str]] = {
                    SELECT series_id, ts, epoch_us(ts) - lag(epoch_us(ts)) OVER (
                        PARTITION BY series_id ORDER BY ts) AS d FROM points)
                GROUP BY series_id) g WHERE series.series_id = g.series_id""",
+    ],
+    4: [
+        # durable delivery: one row per (notification, channel), kept after delivery so a
+        # notification is never sent twice
+        """CREATE TABLE outbox (workspace_id VARCHAR NOT NULL, notification_id VARCHAR NOT NULL,
+               channel VARCHAR NOT NULL, payload JSON NOT NULL, status VARCHAR NOT NULL,
+               attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at TIMESTAMPTZ NOT NULL,
+               last_error VARCHAR, created_at TIMESTAMPTZ NOT NULL, delivered_at TIMESTAMPTZ,
+               PRIMARY KEY (workspace_id, notification_id, channel))""",
     ],
 }

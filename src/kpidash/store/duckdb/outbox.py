@@ -1,0 +1,80 @@
+"""The outbox of the DuckDB store: notifications wait here until a channel confirms them."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from kpidash.model import OutboxItem
+from kpidash.store.duckdb.periods import from_epoch_us
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+_COLUMNS = ("notification_id, channel, payload, status, attempts, epoch_us(next_attempt_at), "
+            "last_error")
+
+
+class OutboxTable:
+    """Mixed into DuckDBStore: enqueue, fetch due items, record delivery outcomes."""
+
+    _con: duckdb.DuckDBPyConnection
+
+    if TYPE_CHECKING:  # provided by DuckDBStore
+        def transaction(self) -> AbstractContextManager[None]: ...
+
+    def enqueue(self, workspace: str, items: list[OutboxItem], now: datetime) -> int:
+        """Add pending items; an item already queued (same notification and channel) is kept
+        as it is, so enqueueing again never sends twice. Returns how many were new."""
+        added = 0
+        with self.transaction():
+            for it in items:
+                row = self._con.execute(
+                    "INSERT INTO outbox (workspace_id, notification_id, channel, payload, status, "
+                    "next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    [workspace, it.notification_id, it.channel, json.dumps(it.payload),
+                     it.next_attempt_at or now, now]).fetchall()
+                added += int(row[0][0]) if row else 0
+        return added
+
+    def due(self, workspace: str, now: datetime, limit: int = 100) -> list[OutboxItem]:
+        """Pending items whose next attempt is at or before ``now``, oldest first."""
+        rows = self._con.execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE workspace_id = ? AND status = 'pending' "
+            "AND next_attempt_at <= ? ORDER BY created_at, notification_id, channel LIMIT ?",
+            [workspace, now, limit]).fetchall()
+        return [_item(r) for r in rows]
+
+    def record_delivery(self, workspace: str, item: OutboxItem, status: str, now: datetime,
+                        next_attempt_at: datetime | None = None, error: str | None = None,
+                        ) -> None:
+        """Record one attempt: delivered, pending again (retry at ``next_attempt_at``) or
+        failed."""
+        self._con.execute(
+            "UPDATE outbox SET status = ?, attempts = attempts + 1, "
+            "next_attempt_at = coalesce(?, next_attempt_at), last_error = ?, "
+            "delivered_at = CASE WHEN ? = 'delivered' THEN ?::TIMESTAMPTZ END "
+            "WHERE workspace_id = ? AND notification_id = ? AND channel = ?",
+            [status, next_attempt_at, error, status, now, workspace, item.notification_id,
+             item.channel]).fetchall()
+
+    def outbox(self, workspace: str, status: str | None = None) -> list[OutboxItem]:
+        sql = f"SELECT {_COLUMNS} FROM outbox WHERE workspace_id = ?"
+        params: list[object] = [workspace]
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        rows = self._con.execute(sql + " ORDER BY created_at, notification_id, channel",
+                                 params).fetchall()
+        return [_item(r) for r in rows]
+
+
+def _item(r: tuple[object, ...]) -> OutboxItem:
+    nid, channel, payload, status, attempts, next_us, error = r
+    return OutboxItem(str(nid), str(channel), json.loads(str(payload)), str(status),
+                      int(str(attempts)), from_epoch_us(int(str(next_us))),
+                      None if error is None else str(error))
