@@ -135,7 +135,7 @@ class EmailNotifier:
             return DeliveryResult.failure(f"network error reaching {where}: {type(exc).__name__}: {exc}",
                                           retryable=True)
         if refused:
-            # Some recipients got it: retrying would send them a duplicate, so report delivered.
+            # Some recipients got it: a retry duplicates it for them, so report it delivered.
             names = ", ".join(f"{r} ({code})" for r, (code, _) in refused.items())
             return DeliveryResult.success(f"delivered to {len(cfg.to) - len(refused)} of "
                                           f"{len(cfg.to)} recipients; refused: {names}", 250)
