@@ -35,10 +35,11 @@ from kpidash.core.batch import SERIES_KEY_SEP, CleanBatch
 from kpidash.errors import SchemaVersionError, StoreError
 from kpidash.model import DEFAULT_WORKSPACE, Aggregation, Grain
 from kpidash.store.base import AggSpec, WriteStats
-from kpidash.store.duckdb.audit import AuditTables, time_range_sql
+from kpidash.store.duckdb.audit import AuditTables
 from kpidash.store.duckdb.outbox import OutboxTable
 from kpidash.store.duckdb.periods import bucket_sql, from_epoch_us, longest_period_us
 from kpidash.store.duckdb.schema import MIGRATIONS, SCHEMA_VERSION
+from kpidash.store.duckdb.sql import optional_where, time_range_sql
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "DuckDBStore"]
 
@@ -397,20 +398,14 @@ class DuckDBStore(AuditTables, OutboxTable):
     def point_count(self, workspace: str, kpi_id: str | None = None) -> int:
         sql = ("SELECT count(*) FROM points p JOIN series s USING (series_id) "
                "WHERE s.workspace_id = ?")
-        params: list[Any] = [workspace]
-        if kpi_id:
-            sql += " AND s.kpi_id = ?"
-            params.append(kpi_id)
-        row = self._con.execute(sql, params).fetchone()
+        where, params = optional_where(("s.kpi_id = ?", kpi_id))
+        row = self._con.execute(sql + where, [workspace, *params]).fetchone()
         return int(row[0]) if row else 0
 
     def series_count(self, workspace: str, kpi_id: str | None = None) -> int:
         sql = "SELECT count(*) FROM series WHERE workspace_id = ?"
-        params: list[Any] = [workspace]
-        if kpi_id:
-            sql += " AND kpi_id = ?"
-            params.append(kpi_id)
-        row = self._con.execute(sql, params).fetchone()
+        where, params = optional_where(("kpi_id = ?", kpi_id))
+        row = self._con.execute(sql + where, [workspace, *params]).fetchone()
         return int(row[0]) if row else 0
 
     def time_range(self, workspace: str, kpi_ids: Sequence[str] | None = None,

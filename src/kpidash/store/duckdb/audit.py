@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from kpidash.model import Annotation
 from kpidash.store.duckdb.periods import from_epoch_us
+from kpidash.store.duckdb.sql import optional_where, time_range_sql
 
 
 class AuditTables:
@@ -73,11 +74,9 @@ class AuditTables:
         """The audit trail: every applied and reverted correction, oldest first."""
         sql = ("SELECT kpi_id, series_key, ts, raw_value, corrected_value, method, reason, "
                "action, logged_at FROM correction_log WHERE workspace_id = ?")
-        params: list[Any] = [workspace]
-        if kpi_id:
-            sql += " AND kpi_id = ?"
-            params.append(kpi_id)
-        return self._con.sql(sql + " ORDER BY rowid", params=params).to_arrow_table()
+        where, params = optional_where(("kpi_id = ?", kpi_id))
+        return self._con.sql(sql + where + " ORDER BY rowid",
+                             params=[workspace, *params]).to_arrow_table()
 
     # -- annotations ----------------------------------------------------------------------
 
@@ -92,11 +91,9 @@ class AuditTables:
         """Annotations of a KPI (and those for every KPI), by start."""
         sql = ("SELECT id, kpi_id, epoch_us(start_ts), epoch_us(end_ts), label, kind "
                "FROM annotations WHERE workspace_id = ?")
-        params: list[Any] = [workspace]
-        if kpi_id:
-            sql += " AND (kpi_id = ? OR kpi_id IS NULL)"
-            params.append(kpi_id)
-        rows = self._con.execute(sql + " ORDER BY start_ts, id", params).fetchall()
+        where, params = optional_where(("(kpi_id = ? OR kpi_id IS NULL)", kpi_id))
+        rows = self._con.execute(sql + where + " ORDER BY start_ts, id",
+                                 [workspace, *params]).fetchall()
         return [Annotation(start=from_epoch_us(a), end=from_epoch_us(b), label=label,
                            kind=kind, kpi_id=k, id=int(i)) for i, k, a, b, label, kind in rows]
 
@@ -126,24 +123,6 @@ class AuditTables:
                   since: datetime | None = None) -> pa.Table:
         sql = ("SELECT kpi_id, slice, grain, ts, actual, expected, lo, hi, score, severity, kind, "
                "favourable, detected_at FROM anomalies WHERE workspace_id = ?")
-        params: list[Any] = [workspace]
-        if kpi_id:
-            sql += " AND kpi_id = ?"
-            params.append(kpi_id)
-        if since is not None:
-            sql += " AND ts >= ?"
-            params.append(since)
-        return self._con.sql(sql + " ORDER BY ts, kpi_id, slice", params=params).to_arrow_table()
-
-
-def time_range_sql(column: str, start: datetime | None, end: datetime | None,
-                ) -> tuple[str, list[Any]]:
-    """`` AND column >= ? AND column < ?`` for the bounds given, and their parameters."""
-    sql, params = "", []
-    if start is not None:
-        sql += f" AND {column} >= ?"
-        params.append(start)
-    if end is not None:
-        sql += f" AND {column} < ?"
-        params.append(end)
-    return sql, params
+        where, params = optional_where(("kpi_id = ?", kpi_id), ("ts >= ?", since))
+        return self._con.sql(sql + where + " ORDER BY ts, kpi_id, slice",
+                             params=[workspace, *params]).to_arrow_table()

@@ -10,6 +10,7 @@ import duckdb
 
 from kpidash.model import OutboxItem
 from kpidash.store.duckdb.periods import from_epoch_us
+from kpidash.store.duckdb.sql import optional_where
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -63,13 +64,10 @@ class OutboxTable:
              item.channel]).fetchall()
 
     def outbox(self, workspace: str, status: str | None = None) -> list[OutboxItem]:
-        sql = f"SELECT {_COLUMNS} FROM outbox WHERE workspace_id = ?"
-        params: list[object] = [workspace]
-        if status:
-            sql += " AND status = ?"
-            params.append(status)
-        rows = self._con.execute(sql + " ORDER BY created_at, notification_id, channel",
-                                 params).fetchall()
+        where, params = optional_where(("status = ?", status))
+        rows = self._con.execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE workspace_id = ?{where} "
+            "ORDER BY created_at, notification_id, channel", [workspace, *params]).fetchall()
         return [_item(r) for r in rows]
 
 
