@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
@@ -14,6 +15,10 @@ from kpidash.clock import Clock
 from kpidash.engine import Engine
 from kpidash.errors import KpidashError
 from kpidash.settings import Settings
+
+# The --filter option every KPI command shares: repeat it; the same dim twice = either value.
+FilterOption = Annotated[list[str] | None, typer.Option(
+    "--filter", help="dim=value (repeat; same dim twice = either value).")]
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from kpidash.cli._shared import open_engine, out, parse_filters, parse_instant, progress
+from kpidash.cli._shared import FilterOption, open_engine, out, parse_filters, parse_instant, progress
 
 
 def register(app: typer.Typer) -> None:
@@ -44,8 +44,7 @@ def query(
     grain: Annotated[str, typer.Option(help="minute, hour, day, week, month, quarter, year")] = "day",
     start: Annotated[str | None, typer.Option("--from", help="ISO start (inclusive).")] = None,
     end: Annotated[str | None, typer.Option("--to", help="ISO end (exclusive).")] = None,
-    filters: Annotated[list[str] | None, typer.Option(
-        "--filter", help="dim=value (repeat; same dim twice = either value).")] = None,
+    filters: FilterOption = None,
     by: Annotated[str | None, typer.Option("--by", help="Group by this dimension.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from kpidash.cli._shared import open_engine, out, parse_filters
+from kpidash.cli._shared import FilterOption, open_engine, out, parse_filters
 
 
 def register(app: typer.Typer) -> None:
@@ -18,8 +18,7 @@ def register(app: typer.Typer) -> None:
 def detect(
     kpi: Annotated[str, typer.Argument(help="KPI id.")],
     grain: Annotated[str, typer.Option(help="minute, hour, day, week, month …")] = "day",
-    filters: Annotated[list[str] | None, typer.Option(
-        "--filter", help="dim=value (repeat; same dim twice = either value).")] = None,
+    filters: FilterOption = None,
     by: Annotated[str | None, typer.Option("--by", help="Score each value of this dimension.")
                   ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from kpidash.cli._shared import open_engine, out, parse_filters
+from kpidash.cli._shared import FilterOption, open_engine, out, parse_filters
 
 
 def register(app: typer.Typer) -> None:
@@ -17,8 +17,7 @@ def register(app: typer.Typer) -> None:
 def trend(
     kpi: Annotated[str, typer.Argument(help="KPI id.")],
     grain: Annotated[str, typer.Option(help="day, week, month, quarter …")] = "week",
-    filters: Annotated[list[str] | None, typer.Option(
-        "--filter", help="dim=value (repeat; same dim twice = either value).")] = None,
+    filters: FilterOption = None,
     by: Annotated[str | None, typer.Option("--by", help="One report per value of this dim.")
                   ] = None,
     window: Annotated[int | None, typer.Option(help="Periods the trend test looks back over.")
