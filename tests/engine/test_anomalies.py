@@ -1,23 +1,21 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from kpidash import demo
 from kpidash.clock import FixedClock
 from kpidash.engine import Engine
-from kpidash.packs import load_pack
-from kpidash.store import open_store
 
 END = date(2024, 6, 30)
+DemoEngine = Callable[..., tuple[Engine, demo.DemoData]]  # the make_demo_engine fixture
 
 
-def test_demo_incidents_found_stored_once_and_stable(tmp_path: Path) -> None:
+def test_demo_incidents_found_stored_once_and_stable(tmp_path: Path,
+                                                    make_demo_engine: DemoEngine) -> None:
     clock = FixedClock(datetime(2024, 7, 1, tzinfo=UTC))
-    e = Engine(open_store(str(tmp_path / "a.duckdb")), clock)
-    e.register(load_pack("saas"))
-    data = demo.generate(END, days=730)
-    e.ingest_table(data.points)
+    e, data = make_demo_engine(tmp_path / "a.duckdb", 730, clock)
     spike = next(i for i in data.manifest["incidents"] if i["kind"] == "spike")
     drop = next(i for i in data.manifest["incidents"] if i["kind"] == "drop")
 
@@ -45,11 +43,10 @@ def test_demo_incidents_found_stored_once_and_stable(tmp_path: Path) -> None:
     e.close()
 
 
-def test_the_open_period_is_not_scored(tmp_path: Path) -> None:
+def test_the_open_period_is_not_scored(tmp_path: Path,
+                                       make_demo_engine: DemoEngine) -> None:
     clock = FixedClock(datetime(2024, 6, 30, 12, tzinfo=UTC))  # the 30th is half over
-    e = Engine(open_store(str(tmp_path / "b.duckdb")), clock)
-    e.register(load_pack("saas"))
-    e.ingest_table(demo.generate(END, days=120).points)
+    e, _ = make_demo_engine(tmp_path / "b.duckdb", 120, clock)
     found = e.detect_anomalies("signups", "day").found
     assert all(a["timestamp"][:10] < str(END) for a in found)
     e.close()

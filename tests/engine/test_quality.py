@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -7,22 +8,18 @@ import numpy as np
 import pytest
 
 from kpidash import demo
-from kpidash.clock import FixedClock
 from kpidash.engine import Engine
 from kpidash.errors import QueryError
-from kpidash.packs import load_pack
-from kpidash.store import open_store
 
 END = date(2024, 6, 30)
+DemoEngine = Callable[..., tuple[Engine, demo.DemoData]]  # the make_demo_engine fixture
 
 
 @pytest.fixture(scope="module")
-def demo_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+def demo_engine(tmp_path_factory: pytest.TempPathFactory,
+                make_demo_engine: DemoEngine) -> Engine:
     path = tmp_path_factory.mktemp("q") / "q.duckdb"
-    e = Engine(open_store(str(path)), FixedClock(datetime(2024, 7, 1, tzinfo=UTC)))
-    e.register(load_pack("saas"))
-    data = demo.generate(END, days=730)
-    e.ingest_table(data.points, source="demo")
+    e, data = make_demo_engine(path, 730)
     e.manifest = data.manifest  # type: ignore[attr-defined]
     return e
 
@@ -46,11 +43,9 @@ def test_quality_reports_the_demo_gap(demo_engine: Engine) -> None:
     assert d["completeness_pct"] < 100
 
 
-def test_apply_keeps_raw_values_revert_restores(tmp_path: Path) -> None:
-    clock = FixedClock(datetime(2024, 7, 1, tzinfo=UTC))
-    e = Engine(open_store(str(tmp_path / "c.duckdb")), clock)
-    e.register(load_pack("saas"))
-    e.ingest_table(demo.generate(END, days=400).points)
+def test_apply_keeps_raw_values_revert_restores(tmp_path: Path,
+                                                make_demo_engine: DemoEngine) -> None:
+    e, _ = make_demo_engine(tmp_path / "c.duckdb", 400)
     before = e.query("revenue", "month")[0].values.copy()
     n = e.apply_corrections("revenue")
     assert n >= 2
@@ -69,12 +64,9 @@ def test_apply_keeps_raw_values_revert_restores(tmp_path: Path) -> None:
     e.close()
 
 
-def test_points_inside_an_annotation_are_never_corrected(tmp_path: Path) -> None:
-    clock = FixedClock(datetime(2024, 7, 1, tzinfo=UTC))
-    e = Engine(open_store(str(tmp_path / "a.duckdb")), clock)
-    e.register(load_pack("saas"))
-    data = demo.generate(END, days=400)
-    e.ingest_table(data.points)
+def test_points_inside_an_annotation_are_never_corrected(
+        tmp_path: Path, make_demo_engine: DemoEngine) -> None:
+    e, data = make_demo_engine(tmp_path / "a.duckdb", 400)
     outlier = next(i for i in data.manifest["incidents"] if i["kind"] == "outlier")
     start = datetime.fromisoformat(outlier["start"]).replace(tzinfo=UTC)
     e.annotate("Big deal closed", start, start + timedelta(days=1), kpi_id="revenue")
