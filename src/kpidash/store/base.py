@@ -113,6 +113,80 @@ class Store(Protocol):
 
     def outbox(self, workspace: str, status: str | None = None) -> list[OutboxItem]: ...
 
+    # -- alerting state (JSON documents; the store does not know the alert model) ----------
+
+    def put_alert_rules(self, workspace: str, rules: Sequence[Mapping[str, Any]],
+                        now: datetime) -> None:
+        """Insert or replace alert rule definitions (JSON-able mappings with an ``id``)."""
+        ...
+
+    def alert_rules(self, workspace: str) -> list[dict[str, Any]]:
+        """Alert rule definitions, ordered by id."""
+        ...
+
+    def delete_alert_rule(self, workspace: str, rule_id: str) -> bool:
+        """Delete a rule with its alerts, their history and acknowledgements; True if it existed."""
+        ...
+
+    def put_alert_instances(self, workspace: str, docs: Sequence[Mapping[str, Any]],
+                            now: datetime) -> None:
+        """Insert or replace alert documents by fingerprint (keys rule_id, kpi_id, state,
+        severity)."""
+        ...
+
+    def alert_instances(self, workspace: str, *, rule_id: str | None = None,
+                        states: Sequence[str] | None = None, fingerprint: str | None = None,
+                        ) -> list[dict[str, Any]]:
+        """Alert documents ordered by fingerprint, optionally filtered."""
+        ...
+
+    def add_alert_history(self, workspace: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Append transitions (fingerprint, from_state, to_state, at, severity, value, detail)."""
+        ...
+
+    def alert_history(self, workspace: str, fingerprint: str | None = None,
+                      since: datetime | None = None, limit: int | None = None,
+                      ) -> list[dict[str, Any]]:
+        """Transitions oldest first; ``limit`` keeps the latest ones; a missing value is NaN."""
+        ...
+
+    def add_acknowledgement(self, workspace: str, fingerprint: str, by: str, at: datetime,
+                            comment: str) -> None:
+        """Log an acknowledgement of an alert."""
+        ...
+
+    def acknowledgements(self, workspace: str, fingerprint: str | None = None,
+                         ) -> list[dict[str, Any]]:
+        """Acknowledgements (fingerprint, by, at, comment), oldest first."""
+        ...
+
+    def put_silence(self, workspace: str, doc: Mapping[str, Any], now: datetime) -> None:
+        """Insert or replace a silence by id (start/end: datetimes or ISO strings with offset)."""
+        ...
+
+    def silences(self, workspace: str, *, active_at: datetime | None = None,
+                 ) -> list[dict[str, Any]]:
+        """Silence documents by start then id; with ``active_at``, those in force then."""
+        ...
+
+    def delete_silence(self, workspace: str, silence_id: str) -> bool:
+        """Delete a silence; True if it existed."""
+        ...
+
+    def alert_groups(self, workspace: str) -> dict[str, dict[str, Any]]:
+        """Notification group states by group key."""
+        ...
+
+    def put_alert_groups(self, workspace: str,
+                         groups: Mapping[str, Mapping[str, Any] | None], now: datetime) -> None:
+        """Insert or replace group states; a None value deletes that group."""
+        ...
+
+    def last_seen(self, workspace: str, kpi_ids: Sequence[str], by: str | None = None,
+                  ) -> dict[tuple[str, str | None], datetime]:
+        """Latest point time per (kpi, value of dimension ``by`` or None)."""
+        ...
+
     def point_count(self, workspace: str, kpi_id: str | None = None) -> int: ...
 
     def series_count(self, workspace: str, kpi_id: str | None = None) -> int: ...

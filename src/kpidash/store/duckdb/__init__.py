@@ -35,6 +35,7 @@ from kpidash.core.batch import SERIES_KEY_SEP, CleanBatch
 from kpidash.errors import SchemaVersionError, StoreError
 from kpidash.model import DEFAULT_WORKSPACE, Aggregation, Grain
 from kpidash.store.base import AggSpec, WriteStats
+from kpidash.store.duckdb.alerts import AlertTables
 from kpidash.store.duckdb.audit import AuditTables
 from kpidash.store.duckdb.outbox import OutboxTable
 from kpidash.store.duckdb.periods import bucket_sql, from_epoch_us, longest_period_us
@@ -44,7 +45,7 @@ from kpidash.store.duckdb.sql import optional_where, time_range_sql
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "DuckDBStore"]
 
 
-class DuckDBStore(AuditTables, OutboxTable):
+class DuckDBStore(AuditTables, OutboxTable, AlertTables):
     """A Store on one DuckDB database file (or ``:memory:``)."""
 
     def __init__(self, path: str = ":memory:", *, memory_limit: str | None = None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -59,5 +59,32 @@ MIGRATIONS: dict[int, list[str]] = {
                attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at TIMESTAMPTZ NOT NULL,
                last_error VARCHAR, created_at TIMESTAMPTZ NOT NULL, delivered_at TIMESTAMPTZ,
                PRIMARY KEY (workspace_id, notification_id, channel))""",
+    ],
+    5: [
+        # alerting state, kept as JSON documents with a few key columns (the store does not
+        # know the alert model): rules, one alert per fingerprint, the append-only history of
+        # its transitions and acknowledgements, silences and notification group states
+        """CREATE TABLE alert_rules (workspace_id VARCHAR NOT NULL, rule_id VARCHAR NOT NULL,
+               definition JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL,
+               PRIMARY KEY (workspace_id, rule_id))""",
+        """CREATE TABLE alert_instances (workspace_id VARCHAR NOT NULL,
+               fingerprint VARCHAR NOT NULL, rule_id VARCHAR NOT NULL, kpi_id VARCHAR,
+               state VARCHAR NOT NULL, severity VARCHAR, doc JSON NOT NULL,
+               updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (workspace_id, fingerprint))""",
+        "CREATE SEQUENCE alert_history_seq START 1",
+        """CREATE TABLE alert_history (seq BIGINT NOT NULL, workspace_id VARCHAR NOT NULL,
+               fingerprint VARCHAR NOT NULL, from_state VARCHAR, to_state VARCHAR NOT NULL,
+               at_ts TIMESTAMPTZ NOT NULL, severity VARCHAR, value DOUBLE, detail VARCHAR)""",
+        "CREATE SEQUENCE alert_ack_seq START 1",
+        """CREATE TABLE alert_acks (seq BIGINT NOT NULL, workspace_id VARCHAR NOT NULL,
+               fingerprint VARCHAR NOT NULL, ack_by VARCHAR NOT NULL,
+               at_ts TIMESTAMPTZ NOT NULL, comment VARCHAR)""",
+        """CREATE TABLE silences (workspace_id VARCHAR NOT NULL, silence_id VARCHAR NOT NULL,
+               start_ts TIMESTAMPTZ NOT NULL, end_ts TIMESTAMPTZ NOT NULL, doc JSON NOT NULL,
+               created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL,
+               PRIMARY KEY (workspace_id, silence_id))""",
+        """CREATE TABLE alert_groups (workspace_id VARCHAR NOT NULL, group_key VARCHAR NOT NULL,
+               doc JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL,
+               PRIMARY KEY (workspace_id, group_key))""",
     ],
 }
