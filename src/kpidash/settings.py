@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     workspace: str = Field(default=DEFAULT_WORKSPACE, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     kpis: Path | None = Field(default=None, description="YAML file of KPI definitions to load")
     chunk_rows: int = Field(default=1_000_000, ge=1_000, description="rows per ingest chunk")
+    channels: Path | None = Field(
+        default=None, description="YAML file of notification channels (webhook, email, log …)")
+    public_url: str | None = Field(
+        default=None, description="the dashboard's address, linked from notifications")
 
     @field_validator("timezone", "input_timezone")
     @classmethod

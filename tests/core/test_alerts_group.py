@@ -37,9 +37,10 @@ class Planner:
         self.timers = timers
 
     def at(self, seconds: float, alerts: list[AlertInstance],
-           muted: frozenset[str] = frozenset()) -> list[Notification]:
+           muted: frozenset[str] = frozenset(), acked: frozenset[str] = frozenset(),
+           ) -> list[Notification]:
         notes, self.states = plan(alerts, self.states, T0 + timedelta(seconds=seconds),
-                                  self.timers, muted=muted)
+                                  self.timers, muted=muted, acknowledged=acked)
         return notes
 
 
@@ -64,6 +65,21 @@ def test_repeat_after_repeat_interval() -> None:
     (note,) = p.at(30 + 4 * 3600, alerts)
     assert note.reason is Reason.REPEAT and len(note.firing) == 3
     assert p.at(30 + 4 * 3600 + 60, alerts) == []
+
+
+def test_acknowledged_alerts_are_not_repeated_but_changes_are_announced() -> None:
+    p = Planner()
+    alerts = [alert(i) for i in range(2)]
+    p.at(0, alerts)
+    p.at(30, alerts)
+    acked = frozenset(a.fingerprint for a in alerts)
+    assert p.at(30 + 5 * 3600, alerts, acked=acked) == []  # everyone acknowledged: no reminder
+    # one not acknowledged: the reminder goes again
+    assert [n.reason for n in p.at(30 + 5 * 3600, alerts, acked=acked - {alerts[0].fingerprint})
+            ] == [Reason.REPEAT]
+    escalated = [replace(alerts[0], severity=Severity.CRITICAL), alerts[1]]
+    (note,) = p.at(30 + 6 * 3600, escalated, acked=acked)
+    assert note.reason is Reason.UPDATE
 
 
 def test_resolved_message_then_group_is_dropped() -> None:

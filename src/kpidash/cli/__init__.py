@@ -12,7 +12,18 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
-from kpidash.cli import anomalies, data, demo, detect, events, forecast, kpis, quality, trends
+from kpidash.cli import (
+    alerts,
+    anomalies,
+    data,
+    demo,
+    detect,
+    events,
+    forecast,
+    kpis,
+    quality,
+    trends,
+)
 from kpidash.cli._shared import err, state
 from kpidash.core.report import Report
 from kpidash.errors import KpidashError, ValidationFailed
@@ -87,6 +98,7 @@ def _print_report(report: Report, header: str, limit: int = 20) -> None:
 # Commands live in one module each; register them here.
 app.add_typer(kpis.kpis_app, name="kpis")
 app.add_typer(events.annotations_app, name="annotations")
+app.add_typer(alerts.alerts_app, name="alerts")
 data.register(app)
 demo.register(app)
 anomalies.register(app)

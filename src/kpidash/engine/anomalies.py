@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from kpidash.core.aggregate import complete_periods
-from kpidash.core.anomaly import Anomaly, anomalies, score
+from kpidash.core.anomaly import Anomaly, AnomalyScores, anomalies, score
 from kpidash.model import KPI, Grain, Series
 
 # The natural cycle of each grain, used when at least MIN_CYCLES of it are stored.
@@ -38,15 +38,22 @@ def detect(kpi: KPI, series: Sequence[Series], slices: Sequence[str], now: datet
            ) -> tuple[list[tuple[str, Anomaly]], pa.Table]:
     """Score every series; return (slice, anomaly) pairs and the rows for the store."""
     found: list[tuple[str, Anomaly]] = []
-    for s, name in zip(series, slices, strict=True):
-        n = complete_periods(s, now)
-        values = s.values[:n]
+    for s, name, scores in zip(series, slices, score_series(kpi, series, now), strict=True):
+        found += [(name, a) for a in anomalies(scores, s.periods[:len(scores)])]
+    return found, _rows(kpi, series[0].grain if series else Grain.DAY, found)
+
+
+def score_series(kpi: KPI, series: Sequence[Series], now: datetime) -> list[AnomalyScores]:
+    """Scores of each series' periods complete at ``now`` (the seasonal cycle of the grain
+    when at least MIN_CYCLES of it are there), with the KPI's threshold and direction."""
+    out = []
+    for s in series:
+        values = s.values[:complete_periods(s, now)]
         m = GRAIN_SEASON[s.grain]
         season = m if m > 1 and np.isfinite(values).sum() >= MIN_CYCLES * m else 1
-        scores = score(values, season_length=season, threshold=kpi.anomaly_threshold,
-                       higher_is_better=kpi.higher_is_better)
-        found += [(name, a) for a in anomalies(scores, s.periods[:n])]
-    return found, _rows(kpi, series[0].grain if series else Grain.DAY, found)
+        out.append(score(values, season_length=season, threshold=kpi.anomaly_threshold,
+                         higher_is_better=kpi.higher_is_better))
+    return out
 
 
 def _rows(kpi: KPI, grain: Grain, found: list[tuple[str, Anomaly]]) -> pa.Table:

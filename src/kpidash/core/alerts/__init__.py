@@ -33,6 +33,7 @@ from kpidash.core.alerts.group import (
     Reason,
     group_key,
     plan,
+    rule_timers,
 )
 from kpidash.core.alerts.rules import (
     AlertRule,
@@ -75,6 +76,6 @@ __all__ = [
     "Matcher", "Notification", "Observation", "Outcome", "Reason", "RulesInvalid", "Severity",
     "Silence", "SilenceState", "SliceInput", "SliceKey", "Transition", "acknowledge", "apply",
     "evaluate", "expire", "fingerprint", "group_key", "inhibited", "load_rules", "muted",
-    "new_instance", "parse_duration", "parse_rules_yaml", "plan", "rank_active",
+    "new_instance", "parse_duration", "parse_rules_yaml", "plan", "rank_active", "rule_timers",
     "silence_state", "silenced_by", "slice_key", "step", "transition", "validate_rules",
 ]

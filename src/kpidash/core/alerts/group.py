@@ -7,7 +7,8 @@ incident make one message. Per group, as in Alertmanager:
   that fire together arrive together);
 * later, at most every ``group_interval``, a message goes when the group changed since the
   last one — an alert started firing, resolved, or changed severity;
-* with no change, the firing alerts are repeated every ``repeat_interval``;
+* with no change, the firing alerts are repeated every ``repeat_interval`` — unless every
+  one of them has been acknowledged (someone is on it; changes are still announced);
 * a resolved alert is announced once, only if it was in an earlier message; when nothing in
   the group fires any more after that, the group's state is dropped.
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from kpidash.core.alerts.rules import AlertRule
 from kpidash.core.alerts.state import AlertInstance, AlertState
 
 GroupKey = tuple[tuple[str, str], ...]
@@ -61,6 +63,12 @@ class Notification:
     resolved: tuple[AlertInstance, ...]
 
 
+def rule_timers(rules: Iterable[AlertRule]) -> dict[GroupKey, GroupTimers]:
+    """Each rule's timers under its group key (grouping by the default rule + KPI)."""
+    return {(("rule", r.id), ("kpi", r.kpi)): GroupTimers(r.group_wait, r.group_interval,
+                                                         r.repeat_interval) for r in rules}
+
+
 def group_key(inst: AlertInstance, group_by: Iterable[str] = DEFAULT_GROUP_BY) -> GroupKey:
     labels = inst.labels()
     return tuple((name, labels.get(name, "")) for name in group_by)
@@ -69,6 +77,7 @@ def group_key(inst: AlertInstance, group_by: Iterable[str] = DEFAULT_GROUP_BY) -
 def plan(instances: Iterable[AlertInstance], states: Mapping[GroupKey, GroupState], now: datetime,
          timers: GroupTimers | Mapping[GroupKey, GroupTimers] = GroupTimers(),
          group_by: Iterable[str] = DEFAULT_GROUP_BY, muted: frozenset[str] = frozenset(),
+         acknowledged: frozenset[str] = frozenset(),
          ) -> tuple[list[Notification], dict[GroupKey, GroupState]]:
     """Notifications to send now and every group's new state (absent = group finished).
 
@@ -85,7 +94,7 @@ def plan(instances: Iterable[AlertInstance], states: Mapping[GroupKey, GroupStat
     new_states: dict[GroupKey, GroupState] = {}
     for key in sorted(groups):
         t = timers if isinstance(timers, GroupTimers) else timers.get(key, GroupTimers())
-        note, st = _plan_group(key, groups[key], states.get(key), now, t, muted)
+        note, st = _plan_group(key, groups[key], states.get(key), now, t, muted, acknowledged)
         if note is not None:
             out.append(note)
         if st is not None:
@@ -94,7 +103,7 @@ def plan(instances: Iterable[AlertInstance], states: Mapping[GroupKey, GroupStat
 
 
 def _plan_group(key: GroupKey, members: list[AlertInstance], st: GroupState | None,
-                now: datetime, t: GroupTimers, muted: frozenset[str]
+                now: datetime, t: GroupTimers, muted: frozenset[str], acknowledged: frozenset[str],
                 ) -> tuple[Notification | None, GroupState | None]:
     firing = sorted((a for a in members if a.active and a.fingerprint not in muted),
                     key=lambda a: (-int(a.severity), a.fingerprint))
@@ -124,7 +133,8 @@ def _plan_group(key: GroupKey, members: list[AlertInstance], st: GroupState | No
         changed = bool(resolved) or not current <= st.notified
         if changed and since >= t.group_interval:
             reason = Reason.UPDATE
-        elif firing and since >= t.repeat_interval:
+        elif since >= t.repeat_interval and any(
+                a.fingerprint not in acknowledged for a in firing):
             reason = Reason.REPEAT
         else:
             reason = None

@@ -8,8 +8,13 @@ with a condition tree::
         kpi: revenue
         grain: day
         per: region
+        filters: {plan: [pro, enterprise]}   # optional: only these slices
         for: 2h                 # the condition must hold this long before firing
         keep_firing_for: 1h     # stay firing this long after it clears
+        notify: [ops, oncall]   # channel names (default: every configured channel)
+        group_wait: 0s          # notification grouping timers (defaults shown)
+        group_interval: 5m
+        repeat_interval: 4h
         condition:
           kind: threshold       # threshold | change | anomaly | forecast | stale | all | any
           direction: below
@@ -17,7 +22,9 @@ with a condition tree::
           recovery: 1200        # hysteresis: clears only once back above 1200
 
 Durations are seconds (a number) or text such as ``90s``, ``5m``, ``2h``, ``1d``, ``1w``,
-``1h30m``. Parsing follows :mod:`kpidash.core.registry`: pydantic models with unknown fields
+``1h30m``; they are written back as seconds. ``per`` names at most one dimension (one alert
+instance per value of it); narrow further with ``filters``. Parsing follows
+:mod:`kpidash.core.registry`: pydantic models with unknown fields
 forbidden, every pydantic error and every semantic problem collected into one
 :class:`~kpidash.core.report.Report`.
 """
@@ -32,12 +39,19 @@ from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+)
 
 from kpidash.core.anomaly.result import Severity
 from kpidash.core.report import Report, ReportBuilder
 from kpidash.errors import RulesInvalid
-from kpidash.model import DIM_NAME_PATTERN, KPI, KPI_ID_PATTERN, Grain
+from kpidash.model import DIM_NAME_PATTERN, KPI, KPI_ID_PATTERN, Grain, KpiKind
 
 SeverityName = Literal["low", "medium", "high", "critical"]
 SEVERITY_BY_NAME: dict[str, Severity] = {
@@ -47,6 +61,10 @@ _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(w|d|h|m|s)")
 _UNIT_SECONDS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 # Grains at which "the same period last week" is a whole number of periods back.
 _WEEKLY_GRAINS = frozenset({Grain.MINUTE, Grain.HOUR, Grain.DAY, Grain.WEEK})
+CHANNEL_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+DEFAULT_GROUP_WAIT = timedelta(0)  # a tick evaluates every slice at once: one message already
+DEFAULT_GROUP_INTERVAL = timedelta(minutes=5)
+DEFAULT_REPEAT_INTERVAL = timedelta(hours=4)
 
 
 def parse_duration(value: object) -> object:
@@ -68,7 +86,8 @@ def _as_tuple(value: object) -> object:
     return (value,) if isinstance(value, str) else value
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration),
+                     PlainSerializer(lambda d: d.total_seconds(), return_type=float)]
 
 
 class Direction(StrEnum):
@@ -177,9 +196,21 @@ class AlertRule(_Model):
     grain: Grain = Grain.DAY
     per: Annotated[tuple[Annotated[str, Field(pattern=DIM_NAME_PATTERN)], ...],
                    BeforeValidator(_as_tuple)] = ()
+    filters: dict[Annotated[str, Field(pattern=DIM_NAME_PATTERN)],
+                  Annotated[tuple[str, ...], BeforeValidator(_as_tuple)]] = Field(
+        default_factory=dict)
     for_: Duration = Field(default=timedelta(0), alias="for")
     keep_firing_for: Duration = timedelta(0)
+    notify: Annotated[tuple[Annotated[str, Field(pattern=CHANNEL_PATTERN)], ...],
+                      BeforeValidator(_as_tuple)] = ()
+    group_wait: Duration = DEFAULT_GROUP_WAIT
+    group_interval: Duration = DEFAULT_GROUP_INTERVAL
+    repeat_interval: Duration = DEFAULT_REPEAT_INTERVAL
     description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready definition that :meth:`model_validate` reads back (durations in s)."""
+        return self.model_dump(mode="json", by_alias=True)
 
 
 def parse_rules_yaml(text: str, source: str = "<yaml>") -> list[Any]:
@@ -262,17 +293,49 @@ def _check_rule(rule: AlertRule, kpis: Mapping[str, KPI] | None, rb: ReportBuild
                  field="keep_firing_for", **where)
     if len(set(rule.per)) != len(rule.per):
         rb.error("alert.per", "a dimension is listed twice in per", field="per", **where)
+    elif len(rule.per) > 1:
+        rb.error("alert.per", f"per names one dimension (one alert per value of it), got "
+                 f"{list(rule.per)}; keep one and narrow with filters", field="per", **where)
+    for name in ("group_wait", "group_interval", "repeat_interval"):
+        if getattr(rule, name) < timedelta(0):
+            rb.error("alert.duration", f"{name} must be ≥ 0, got {getattr(rule, name)}",
+                     field=name, **where)
+    for dim, values in rule.filters.items():
+        if not values:
+            rb.error("alert.filters", f"filter {dim!r} lists no values", field=f"filters.{dim}",
+                     **where)
     kpi = kpis.get(rule.kpi) if kpis is not None else None
     if kpis is not None and kpi is None:
         known = ", ".join(sorted(kpis)[:20]) or "none registered"
         rb.error("alert.unknown_kpi", f"rule refers to unknown KPI {rule.kpi!r}; known KPIs: "
                  f"{known}", field="kpi", **where)
     if kpi is not None:
-        for dim in rule.per:
-            if dim not in kpi.dimensions:
+        dims = query_dimensions(kpi, kpis or {})
+        for dim, fld in [*((d, "per") for d in rule.per),
+                         *((d, f"filters.{d}") for d in rule.filters)]:
+            if dim not in dims:
                 rb.error("alert.dimension", f"KPI {kpi.id!r} has no dimension {dim!r}; its "
-                         f"dimensions are {list(kpi.dimensions)}", field="per", **where)
+                         f"dimensions are {list(dims)}", field=fld, **where)
     _check_condition(rule.condition, "condition", rule, kpi, rb, where)
+
+
+def query_dimensions(kpi: KPI, kpis: Mapping[str, KPI]) -> tuple[str, ...]:
+    """Dimensions a KPI can be sliced by: its own for a simple KPI, else those every input
+    has (inputs missing from ``kpis`` are skipped)."""
+    seen: set[str] = set()
+
+    def dims(k: KPI) -> set[str] | None:
+        if k.kind is KpiKind.SIMPLE:
+            return set(k.dimensions)
+        if k.id in seen:
+            return None
+        seen.add(k.id)
+        found = [d for d in (dims(kpis[i]) for i in k.inputs() if i in kpis) if d is not None]
+        return set.intersection(*found) if found else set(k.dimensions)
+
+    common = dims(kpi) or set()
+    ordered = [d for d in kpi.dimensions if d in common]
+    return (*ordered, *sorted(common - set(ordered)))
 
 
 def _check_condition(cond: Condition, path: str, rule: AlertRule, kpi: KPI | None,
@@ -324,3 +387,37 @@ def _check_bands(bands: Mapping[SeverityName, float], ascending: bool, recovery:
             rb.error("alert.recovery", f"recovery {recovery} must be on the normal side of the "
                      f"lowest band {first_name} ({first}), or the alert could never clear",
                      field=f"{path}.recovery", **where)
+
+
+def describe_condition(cond: Condition) -> str:
+    """A short human description, e.g. ``above 6 (high) / 8 (critical)``."""
+    def bands(b: Mapping[SeverityName, float], unit: str = "") -> str:
+        items = sorted(b.items(), key=lambda kv: SEVERITY_BY_NAME[kv[0]])
+        return " / ".join(f"{edge:g}{unit} ({name})" for name, edge in items)
+
+    if isinstance(cond, ThresholdCondition):
+        return f"{cond.direction} {bands(cond.bands)}"
+    if isinstance(cond, ChangeCondition):
+        move = {"up": "rises", "down": "falls", "either": "changes"}[cond.direction]
+        return f"{move} by {bands(cond.bands, '%')} vs {cond.compare_to.replace('_', ' ')}"
+    if isinstance(cond, AnomalyCondition):
+        return f"anomaly of severity {cond.min_severity} or more"
+    if isinstance(cond, ForecastCondition):
+        parts = []
+        if cond.threshold is not None:
+            parts.append(f"forecast {cond.direction} {cond.threshold:g}")
+        if cond.miss_target:
+            parts.append("forecast misses target")
+        return f"{' or '.join(parts)} within {cond.horizon} periods"
+    if isinstance(cond, StaleCondition):
+        return f"no new data for {cond.max_age}"
+    joiner = " and " if isinstance(cond, AllOf) else " or "
+    return joiner.join(f"({describe_condition(c)})" for c in cond.conditions)
+
+
+def walk(cond: Condition) -> Iterable[Condition]:
+    """The condition and every sub-condition, depth first."""
+    yield cond
+    if isinstance(cond, AllOf | AnyOf):
+        for c in cond.conditions:
+            yield from walk(c)
