@@ -7,6 +7,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -234,3 +235,82 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
         check=True, capture_output=True, timeout=30,
     )
     return Certificate(cert, key)
+
+
+# -- notifier plugins -------------------------------------------------------------------------
+
+PLUGIN_MODULE = "kpidash_test_pager"
+
+PLUGIN_SOURCE = '''
+"""A third-party channel type, as a plugin author would write it."""
+
+import httpx
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from kpidash.errors import ConfigError
+from kpidash.notify import DeliveryResult
+from kpidash.notify.base import http_status_result
+
+
+class PagerNotifier:
+    def __init__(self, name, url, routing_key):
+        self.name, self.url, self.routing_key = name, url, routing_key
+
+    def send(self, n):
+        try:
+            r = httpx.post(self.url, json={"routing_key": self.routing_key, "summary": n.headline,
+                                           "dedup_key": n.id}, timeout=2)
+        except httpx.TransportError as exc:
+            return DeliveryResult.failure(str(exc), retryable=True)
+        return http_status_result(r.status_code, r.text)
+
+
+def from_config(config):
+    problems = []
+    if not str(config.get("url", "")).startswith("http"):
+        problems.append("url: expected an http(s) URL")
+    if len(str(config.get("routing_key", ""))) < 8:
+        problems.append("routing_key: expected the 32-character integration key")
+    unknown = sorted(set(config) - {"name", "url", "routing_key"})
+    if unknown:
+        problems.append(f"unknown keys {unknown}")
+    if problems:
+        raise ConfigError("pager channel: " + "; ".join(problems))
+    return PagerNotifier(config.get("name", "pager"), config["url"], config["routing_key"])
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: SecretStr
+    retries: int
+
+
+def strict(config):
+    _Strict.model_validate(dict(config))  # lets pydantic's ValidationError out
+    raise AssertionError("not reached in the tests")
+
+
+def not_a_notifier(config):
+    return object()
+
+
+NOT_CALLABLE = 42
+'''
+
+
+@pytest.fixture
+def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[dict[str, str]], None]]:
+    """``plugin({"pager": "kpidash_test_pager:from_config"})`` registers ``kpidash.notifiers`` entry
+    points the way an installed package would: a ``*.dist-info`` folder on ``sys.path``."""
+    (tmp_path / f"{PLUGIN_MODULE}.py").write_text(PLUGIN_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def register(entries: dict[str, str]) -> None:
+        dist = tmp_path / "kpidash_test_pager-1.0.dist-info"
+        dist.mkdir(exist_ok=True)
+        (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: kpidash-test-pager\nVersion: 1.0\n")
+        lines = "".join(f"{name} = {target}\n" for name, target in entries.items())
+        (dist / "entry_points.txt").write_text(f"[kpidash.notifiers]\n{lines}")
+
+    yield register
+    sys.modules.pop(PLUGIN_MODULE, None)

@@ -10,15 +10,22 @@ notifiers do. The outbox that persists and retries deliveries builds on that fla
 from __future__ import annotations
 
 import html
-import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, wait_exponential
+
+from kpidash.notify import formatting as fmt
+from kpidash.notify.formatting import format_number, sparkline
+
+__all__ = [  # format_number and sparkline are re-exported: they lived here first
+    "MAX_LISTED_ALERTS", "AlertLine", "DeliveryResult", "Notification", "Notifier", "Severity", "Status",
+    "deliver_with_retry", "format_number", "http_status_result", "smtp_code_result", "sparkline",
+]
 
 
 class Severity(StrEnum):
@@ -33,41 +40,76 @@ class Status(StrEnum):
     RESOLVED = "resolved"
 
 
-SPARK_BARS = "▁▂▃▄▅▆▇█"
+#: How many member alerts a rendering lists before "… and N more" (payloads keep them all).
+MAX_LISTED_ALERTS = 50
 
 
-def sparkline(values: Sequence[float]) -> str:
-    """One bar per value, scaled between the series' min and max; NaN/inf shows as a space."""
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return " " * len(values)
-    lo, hi = min(finite), max(finite)
-    top = len(SPARK_BARS) - 1
-    out = []
-    for v in values:
-        if not math.isfinite(v):
-            out.append(" ")
-        elif hi == lo:
-            out.append(SPARK_BARS[top // 2])
-        else:
-            out.append(SPARK_BARS[round((v - lo) / (hi - lo) * top)])
-    return "".join(out)
+@dataclass(frozen=True)
+class AlertLine:
+    """One member alert of a grouped notification (one slice of one rule, firing or resolved).
 
+    ``since`` is timezone-aware: when the alert started firing, or when it resolved.
+    ``acknowledged_by`` names who acknowledged a firing alert, if anyone did.
+    """
 
-def format_number(value: float | None, unit: str = "") -> str:
-    """Readable number: thousands separators for large values, 4 significant digits otherwise."""
-    if value is None or not math.isfinite(value):
-        text = "n/a" if value is None else str(value)
-    elif abs(value) >= 1000 or float(value).is_integer():
-        text = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
-    else:
-        text = f"{value:.4g}"
-    return f"{text} {unit}".rstrip() if unit else text
+    fingerprint: str
+    status: Status
+    severity: Severity
+    slice: Mapping[str, str]
+    value: float
+    since: datetime
+    threshold: float | None = None
+    expected_range: tuple[float, float] | None = None
+    acknowledged_by: str | None = None
 
+    def __post_init__(self) -> None:
+        if not self.fingerprint:
+            raise ValueError("AlertLine.fingerprint identifies the alert and cannot be empty")
+        if self.since.tzinfo is None:
+            raise ValueError(f"AlertLine.since must be timezone-aware, got {self.since!r}")
+        object.__setattr__(self, "severity", Severity(self.severity))
+        object.__setattr__(self, "status", Status(self.status))
+        object.__setattr__(self, "slice", dict(self.slice))
+        object.__setattr__(self, "value", float(self.value))
+        if self.expected_range is not None:
+            lo, hi = self.expected_range
+            object.__setattr__(self, "expected_range", (float(lo), float(hi)))
 
-def _json_number(value: float | None) -> float | None:
-    """JSON has no NaN or infinity; they travel as null."""
-    return value if value is not None and math.isfinite(value) else None
+    def slice_label(self) -> str:
+        return fmt.slice_label(self.slice)
+
+    def render(self, unit: str = "") -> str:
+        """One readable line, e.g. ``[HIGH] FIRING region=EU: 41,250.5 $ (threshold 50,000 $),
+        since 2024-03-01 06:30 UTC, acked by alice``."""
+        value = format_number(self.value, unit)
+        ref = fmt.reference_label(self.threshold, self.expected_range, unit)
+        text = (f"[{self.severity.upper()}] {self.status.upper()} {self.slice_label()}: "
+                f"{value}{f' ({ref})' if ref else ''}, since {fmt.since_label(self.since)}")
+        if self.acknowledged_by:
+            text += f", acked by {self.acknowledged_by}"
+        return text
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "status": self.status.value,
+            "severity": self.severity.value,
+            "slice": dict(self.slice),
+            "value": fmt.json_number(self.value),
+            "threshold": fmt.json_number(self.threshold),
+            "expected_range": fmt.range_to_json(self.expected_range),
+            "since": self.since.astimezone(UTC).isoformat(),
+            "acknowledged_by": self.acknowledged_by,
+        }
+
+    @classmethod
+    def from_payload(cls, p: Mapping[str, Any]) -> AlertLine:
+        return cls(
+            fingerprint=p["fingerprint"], status=Status(p["status"]), severity=Severity(p["severity"]),
+            slice=dict(p.get("slice") or {}), value=fmt.from_json_number(p.get("value")),
+            since=datetime.fromisoformat(p["since"]), threshold=p.get("threshold"),
+            expected_range=fmt.range_from_json(p.get("expected_range")),
+            acknowledged_by=p.get("acknowledged_by"))
 
 
 @dataclass(frozen=True)
@@ -78,6 +120,12 @@ class Notification:
     retried delivery can be de-duplicated by the receiver. ``recent`` is the last few values of the
     series, oldest first; ``expected_range`` is (low, high) for anomaly rules, ``threshold`` for
     threshold rules. ``since`` is timezone-aware.
+
+    A grouped notification covers many alerts of one incident: ``alerts`` lists every member
+    (firing first, then resolved), while the top-level fields describe the headline — most
+    severe — alert. ``reason`` says why it was sent ("new", "update", "repeat") and ``summary``
+    counts the members ("12 firing, 3 resolved"). Renderings list at most
+    :data:`MAX_LISTED_ALERTS` members; the payload keeps them all.
     """
 
     id: str
@@ -96,6 +144,9 @@ class Notification:
     recent: tuple[float, ...] = ()
     dashboard_url: str | None = None
     unit: str = ""
+    alerts: tuple[AlertLine, ...] = ()
+    reason: str = ""
+    summary: str = ""
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -107,26 +158,35 @@ class Notification:
         object.__setattr__(self, "status", Status(self.status))
         object.__setattr__(self, "slice", dict(self.slice))
         object.__setattr__(self, "recent", tuple(float(v) for v in self.recent))
+        for line in self.alerts:
+            if not isinstance(line, AlertLine):
+                raise TypeError(f"Notification.alerts holds AlertLine objects, got {type(line).__name__}")
+        # Firing first, then resolved; the caller's order is kept within each (a stable sort).
+        object.__setattr__(self, "alerts", tuple(
+            sorted(self.alerts, key=lambda a: a.status is not Status.FIRING)))
 
     # -- pieces shared by every rendering -------------------------------------------------
 
     @property
     def headline(self) -> str:
-        return f"[{self.severity.upper()}] {self.status.upper()}: {self.kpi_name} — {self.title}"
+        text = f"[{self.severity.upper()}] {self.status.upper()}: {self.kpi_name} — {self.title}"
+        return f"{text} ({self.summary})" if self.summary else text
 
     def slice_label(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in sorted(self.slice.items())) or "all"
+        return fmt.slice_label(self.slice)
 
     def reference_label(self) -> str | None:
-        if self.threshold is not None:
-            return f"threshold {format_number(self.threshold, self.unit)}"
-        if self.expected_range is not None:
-            lo, hi = self.expected_range
-            return f"expected {format_number(lo, self.unit)} – {format_number(hi, self.unit)}"
-        return None
+        return fmt.reference_label(self.threshold, self.expected_range, self.unit)
 
     def since_label(self) -> str:
-        return self.since.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return fmt.since_label(self.since)
+
+    def alert_lines(self, limit: int = MAX_LISTED_ALERTS) -> list[str]:
+        """The member alerts, one line each, at most ``limit`` then "… and N more"."""
+        lines = [a.render(self.unit) for a in self.alerts[:limit]]
+        if len(self.alerts) > limit:
+            lines.append(fmt.more_line(len(self.alerts) - limit))
+        return lines
 
     def sparkline(self) -> str:
         return sparkline(self.recent)
@@ -143,6 +203,10 @@ class Notification:
         ]
         if self.recent:
             rows.append(("Recent", f"{self.sparkline()} ({len(self.recent)} points)"))
+        if self.alerts:
+            rows.append(("Alerts", self.summary or f"{len(self.alerts)} alert(s)"))
+        if self.reason:
+            rows.append(("Reason", self.reason))
         rows += [("Rule", self.rule_id), ("Group", self.group_key)]
         if self.dashboard_url:
             rows.append(("Dashboard", self.dashboard_url))
@@ -152,6 +216,9 @@ class Notification:
     def render_text(self) -> str:
         lines = [self.headline, ""]
         lines += [f"{label}: {value}" for label, value in self.fields()]
+        if self.alerts:
+            lines += ["", f"Alerts in this group ({len(self.alerts)}):"]
+            lines += [f"  - {line}" for line in self.alert_lines()]
         return "\n".join(lines) + "\n"
 
     def render_html(self) -> str:
@@ -162,10 +229,15 @@ class Notification:
             if label == "Dashboard":
                 cell = f'<a href="{esc(value, quote=True)}">{cell}</a>'
             rows.append(f"<tr><th align=\"left\">{esc(label)}</th><td>{cell}</td></tr>")
+        members = ""
+        if self.alerts:
+            items = "".join(f"<li>{esc(line)}</li>" for line in self.alert_lines())
+            members = f"<h3>Alerts in this group ({len(self.alerts)})</h3><ul>{items}</ul>"
         return (
             "<!DOCTYPE html><html><body>"
             f"<h2>{esc(self.headline)}</h2>"
             f"<table cellpadding=\"4\">{''.join(rows)}</table>"
+            f"{members}"
             "</body></html>"
         )
 
@@ -179,37 +251,37 @@ class Notification:
             "status": self.status.value,
             "kpi": {"id": self.kpi_id, "name": self.kpi_name, "unit": self.unit},
             "slice": dict(self.slice),
-            "value": _json_number(self.value),
-            "threshold": _json_number(self.threshold),
-            "expected_range": (
-                [_json_number(v) for v in self.expected_range] if self.expected_range else None
-            ),
+            "value": fmt.json_number(self.value),
+            "threshold": fmt.json_number(self.threshold),
+            "expected_range": fmt.range_to_json(self.expected_range),
             "since": self.since.astimezone(UTC).isoformat(),
-            "recent": [_json_number(v) for v in self.recent],
+            "recent": [fmt.json_number(v) for v in self.recent],
             "sparkline": self.sparkline(),
             "dashboard_url": self.dashboard_url,
             "rule_id": self.rule_id,
             "group_key": self.group_key,
+            "reason": self.reason,
+            "summary": self.summary,
+            "alerts": [a.to_payload() for a in self.alerts],
             "text": self.render_text(),
         }
 
     @classmethod
     def from_payload(cls, p: Mapping[str, Any]) -> Notification:
         """The inverse of :meth:`to_payload` (how the outbox stores a notification)."""
-        rng = p.get("expected_range")
-        nan = float("nan")
         return cls(
             id=p["id"], title=p["title"], severity=Severity(p["severity"]),
             status=Status(p["status"]), kpi_id=p["kpi"]["id"], kpi_name=p["kpi"]["name"],
             unit=p["kpi"].get("unit", ""), slice=dict(p.get("slice") or {}),
-            value=nan if p.get("value") is None else float(p["value"]),
+            value=fmt.from_json_number(p.get("value")),
             threshold=p.get("threshold"),
-            expected_range=(None if rng is None else (
-                nan if rng[0] is None else float(rng[0]), nan if rng[1] is None else float(rng[1]))),
+            expected_range=fmt.range_from_json(p.get("expected_range")),
             since=datetime.fromisoformat(p["since"]),
-            recent=tuple(nan if v is None else float(v) for v in p.get("recent") or ()),
+            recent=tuple(fmt.from_json_number(v) for v in p.get("recent") or ()),
             dashboard_url=p.get("dashboard_url"), rule_id=p["rule_id"],
-            group_key=p["group_key"])
+            group_key=p["group_key"],
+            alerts=tuple(AlertLine.from_payload(a) for a in p.get("alerts") or ()),
+            reason=p.get("reason", ""), summary=p.get("summary", ""))
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from kpidash.clock import Clock, SystemClock
 from kpidash.notify.base import DeliveryResult, Notification, smtp_code_result
+from kpidash.notify.config import validate_config
 
 
 def _check_address(value: str) -> str:
@@ -22,7 +24,10 @@ def _check_address(value: str) -> str:
 
 
 class EmailConfig(BaseModel):
-    """``tls``: "starttls" (upgrade after connecting), "ssl" (implicit TLS, port 465) or "none"."""
+    """``tls``: "starttls" (upgrade after connecting), "ssl" (implicit TLS, port 465) or "none".
+
+    ``sender`` and ``recipients`` are accepted as other names for ``from_addr`` and ``to``.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -33,8 +38,8 @@ class EmailConfig(BaseModel):
     tls: Literal["starttls", "ssl", "none"] = "starttls"
     username: str | None = None
     password: SecretStr | None = None
-    from_addr: str
-    to: list[str] = Field(min_length=1)
+    from_addr: str = Field(validation_alias=AliasChoices("from_addr", "sender"))
+    to: list[str] = Field(min_length=1, validation_alias=AliasChoices("to", "recipients"))
     subject_prefix: str = "[kpidash]"
     timeout: float = Field(default=10.0, gt=0, le=300)
 
@@ -56,8 +61,7 @@ class EmailConfig(BaseModel):
 
 
 def subject(n: Notification, prefix: str = "[kpidash]") -> str:
-    text = f"{prefix} [{n.severity.upper()}] {n.status.upper()}: {n.kpi_name} — {n.title}"
-    return text.strip()
+    return f"{prefix} {n.headline}".strip()
 
 
 class EmailNotifier:
@@ -144,3 +148,8 @@ class EmailNotifier:
 
 def _text(raw: bytes | str) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+
+
+def from_config(config: Mapping[str, Any]) -> EmailNotifier:
+    """The ``kpidash.notifiers`` entry-point factory of the 'email' channel type."""
+    return EmailNotifier(validate_config(EmailConfig, config, where='email'))

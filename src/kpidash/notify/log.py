@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from kpidash.notify.base import DeliveryResult, Notification, Severity
+from kpidash.notify.config import validate_config
 
 LEVEL_BY_SEVERITY = {
     Severity.LOW: logging.INFO,
@@ -29,7 +31,8 @@ class LogConfig(BaseModel):
 
 
 class LogNotifier:
-    """The record's message is the headline; ``record.notification`` holds the full payload."""
+    """The record's message is the headline, then one line per member alert of a grouped
+    notification (at most 50); ``record.notification`` holds the full payload."""
 
     def __init__(self, config: LogConfig | None = None) -> None:
         self.config = config or LogConfig()
@@ -44,7 +47,8 @@ class LogNotifier:
                  else LEVEL_BY_SEVERITY[n.severity])
         payload = n.to_payload()
         del payload["text"]  # the message already says it; handlers format the rest
-        self._logger.log(level, "%s", n.headline, extra={
+        message = "\n".join([n.headline, *(f"  - {line}" for line in n.alert_lines())])
+        self._logger.log(level, "%s", message, extra={
             "notification": payload,
             "notification_id": n.id,
             "kpi_id": n.kpi_id,
@@ -52,3 +56,8 @@ class LogNotifier:
             "alert_status": n.status.value,
         })
         return DeliveryResult.success(f"logged to {self.config.logger!r}")
+
+
+def from_config(config: Mapping[str, Any]) -> LogNotifier:
+    """The ``kpidash.notifiers`` entry-point factory of the 'log' channel type."""
+    return LogNotifier(validate_config(LogConfig, config, where='log'))

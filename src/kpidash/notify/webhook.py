@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import httpx
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, field_validator
 
-from kpidash.notify.base import DeliveryResult, Notification, http_status_result
+from kpidash.notify.base import MAX_LISTED_ALERTS, DeliveryResult, Notification, http_status_result
+from kpidash.notify.config import validate_config
+from kpidash.notify.formatting import more_line
 
 _HTTP_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
 USER_AGENT = "kpidash-notify/1"
@@ -40,6 +43,33 @@ def slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+SLACK_SECTION_LIMIT = 3000  # characters of text in one section block
+SLACK_LINE_LIMIT = 300  # a member line longer than this is cut
+
+
+def slack_alert_sections(n: Notification, limit: int = SLACK_SECTION_LIMIT) -> list[str]:
+    """The member alerts as mrkdwn texts of at most ``limit`` characters each, one per section.
+
+    Lists at most :data:`MAX_LISTED_ALERTS` alerts (each line cut to ``SLACK_LINE_LIMIT``), then
+    "… and N more"; that makes a handful of sections at most.
+    """
+    lines = ["• " + slack_escape(_cut(a.render(n.unit), SLACK_LINE_LIMIT))
+             for a in n.alerts[:MAX_LISTED_ALERTS]]
+    if len(n.alerts) > MAX_LISTED_ALERTS:
+        lines.append(more_line(len(n.alerts) - MAX_LISTED_ALERTS))
+    sections = [f"*Alerts in this group ({len(n.alerts)})*"]
+    for line in lines:
+        if len(sections[-1]) + 1 + len(line) > limit:
+            sections.append(line)
+        else:
+            sections[-1] += "\n" + line
+    return sections
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def slack_body(n: Notification) -> dict[str, Any]:
     """A Slack incoming-webhook body: ``text`` is the fallback, ``blocks`` the rich layout."""
     emoji = SLACK_EMOJI[n.severity.value]
@@ -54,6 +84,9 @@ def slack_body(n: Notification) -> dict[str, Any]:
         {"type": "section", "text": {"type": "mrkdwn", "text": f"{emoji} *{n.severity.upper()}*"},
          "fields": fields},
     ]
+    if n.alerts:
+        blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": text}}
+                   for text in slack_alert_sections(n)]
     if n.dashboard_url:
         blocks.append({"type": "actions", "elements": [
             {"type": "button", "text": {"type": "plain_text", "text": "Open dashboard"},
@@ -100,3 +133,8 @@ class WebhookNotifier:
             return DeliveryResult.failure(f"HTTP error posting to {url}: {type(exc).__name__}: {exc}",
                                           retryable=False)
         return http_status_result(response.status_code, response.text)
+
+
+def from_config(config: Mapping[str, Any]) -> WebhookNotifier:
+    """The ``kpidash.notifiers`` entry-point factory of the 'webhook' channel type."""
+    return WebhookNotifier(validate_config(WebhookConfig, config, where='webhook'))
