@@ -34,3 +34,7 @@ DemoEngine = Callable[..., tuple[Engine, demo.DemoData]]
 @pytest.fixture(scope="session")
 def make_demo_engine() -> DemoEngine:
     return _demo_engine
+
+
+# Real loopback servers (HTTP receiver, aiosmtpd) shared with the notifier tests.
+from loopback import http_server, smtp_server  # noqa: E402,F401
