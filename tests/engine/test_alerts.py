@@ -223,3 +223,29 @@ def test_rules_round_trip_through_the_store(engine: Engine) -> None:
     (rule,) = engine.alert_rules()
     assert rule.to_dict() == engine.put_alert_rules([rule.to_dict()])[0].to_dict()
     assert rule.repeat_interval == timedelta(days=1)
+
+
+def test_anomaly_and_forecast_rules_on_the_demo(tmp_path: Path, make_demo_engine: Any) -> None:
+    engine, data = make_demo_engine(tmp_path / "demo.duckdb", 120)
+    (drop,) = [i for i in data.manifest["incidents"] if i["id"] == "revenue-drop-eu"]
+    engine.put_alert_rules("""
+rules:
+  - id: revenue_anomaly
+    kpi: revenue
+    per: region
+    condition: {kind: anomaly, min_severity: high}
+  - id: conversion_target
+    kpi: conversion_rate
+    condition: {kind: forecast, horizon: 14, miss_target: true, severity: low}
+""")
+    first = datetime.fromisoformat(drop["start"]).replace(tzinfo=UTC) + timedelta(days=1,
+                                                                                  minutes=5)
+    r = tick(engine, first, Recorder())
+    assert r.errors == ()
+    by_rule = {a.rule_id: a for a in engine.alerts()}
+    assert by_rule["revenue_anomaly"].slice == (("region", "EU"),)  # only the region that fell
+    assert by_rule["revenue_anomaly"].state is AlertState.FIRING
+    assert by_rule["revenue_anomaly"].severity >= Severity.HIGH
+    # the demo's conversion rate runs just under its 10 % target: the forecast misses it
+    assert by_rule["conversion_target"].state is AlertState.FIRING
+    assert by_rule["conversion_target"].threshold == 10
