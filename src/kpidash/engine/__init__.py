@@ -24,7 +24,7 @@ from kpidash.core import widgets
 from kpidash.core.batch import validate
 from kpidash.core.registry import Registry, build_registry
 from kpidash.core.report import Report, ReportBuilder
-from kpidash.errors import BatchRejected, NotFound, QueryError
+from kpidash.errors import BatchRejected, ConfigError, NotFound, QueryError
 from kpidash.model import (
     DEFAULT_WORKSPACE,
     KPI,
@@ -88,13 +88,14 @@ class Engine:
         if settings.kpis is not None:
             from kpidash.core.registry import load_registry
 
-            engine.register(load_registry(settings.kpis.read_text(encoding="utf-8"),
+            engine.register(load_registry(_read_setting_file(settings.kpis, "KPIDASH_KPIS"),
                                           source=str(settings.kpis)))
         if settings.channels is not None:
             from kpidash.notify import load_channels
 
-            engine.notifiers = load_channels(settings.channels.read_text(encoding="utf-8"),
-                                             source=str(settings.channels))
+            engine.notifiers = load_channels(
+                _read_setting_file(settings.channels, "KPIDASH_CHANNELS"),
+                source=str(settings.channels))
         engine.dashboard_url = settings.public_url
         return engine
 
@@ -510,6 +511,13 @@ class Engine:
             chart_widgets.append(widgets.line_chart(self._registry.get(kpi_id), s))
         return widgets.dashboard(cards, chart_widgets, title=title, generated_at=now,
                                  grain=str(grain), tz=self.timezone)
+
+
+def _read_setting_file(path: Path, setting: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{setting}: cannot read {path}: {exc}") from None
 
 
 def _grain(value: Grain | str) -> Grain:
