@@ -2,9 +2,11 @@
 and — given labelled incidents — its precision, recall and mean time to detect.
 
 The replay runs the live code (:func:`~.evaluate.evaluate`, :func:`~.state.step`,
-:func:`~.group.plan`) at each instant a period of data completes, plus the instants a
-minutely ticker would reach before the next period (``for``, ``keep_firing_for`` and
-``group_wait`` after it), so timings match a live deployment. Silences are not replayed
+:func:`~.group.plan`) at each instant a period of data completes, plus the instants before
+the next period at which a minutely ticker would act on the same data — a pending alert's
+``for`` or a recovering one's ``keep_firing_for`` running out, a group's ``group_wait``,
+``group_interval`` or ``repeat_interval`` falling due — so timings and notification counts
+(repeats included) match a live deployment. Silences are not replayed
 (they are about the past's people, not its data); inhibition is, within the replayed rules.
 
 Scoring against incidents (an incident is a KPI, optional dimension values and a window):
@@ -22,7 +24,7 @@ Scoring against incidents (an incident is a KPI, optional dimension values and a
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kpidash.core.alerts.evaluate import SliceInput, SliceKey, evaluate
-from kpidash.core.alerts.group import GroupKey, GroupState, plan, rule_timers
+from kpidash.core.alerts.group import GroupKey, GroupState, GroupTimers, plan, rule_timers
 from kpidash.core.alerts.rules import AlertRule
 from kpidash.core.alerts.silence import inhibited
 from kpidash.core.alerts.state import AlertInstance, AlertState, fingerprint, new_instance, step
@@ -148,28 +150,20 @@ def replay(rules: Sequence[tuple[AlertRule, KPI, Sequence[SliceHistory]]], start
                     instants.setdefault(t, []).append((ri, k))
     if not instants:
         return out
-    # the live ticker also runs between data arrivals: `for`, keep_firing and group_wait later
+    # A live minutely ticker also runs between data arrivals; the replay visits the instants
+    # where it could act: a pending alert's `for` or a recovering one's keep_firing_for
+    # running out, and a group's group_wait, group_interval or repeat_interval falling due.
     data_times = sorted(instants)
-    ticks: dict[datetime, dict[int, int]] = {}  # when → rule → period index in force
-    current: dict[int, int] = {}
-    for n, t in enumerate(data_times):
-        for ri, k in instants[t]:
-            current[ri] = max(k, current.get(ri, -1))
-        nxt = data_times[n + 1] if n + 1 < len(data_times) else end + timedelta(microseconds=1)
-        extra = {t}
-        for rule, _, _ in rules:
-            for d in (rule.for_, rule.keep_firing_for, rule.group_wait):
-                if timedelta(0) < d and t + d < nxt and t + d <= end:
-                    extra.add(t + d)
-        for x in extra:
-            ticks[x] = dict(current)
     instances: dict[str, AlertInstance] = {}
     groups: dict[GroupKey, GroupState] = {}
     timers = rule_timers(r for r, _, _ in rules)
     open_eps: dict[str, tuple[datetime, Severity]] = {}
     rule_of = {r.id: i for i, (r, _, _) in enumerate(rules)}
-    for now in sorted(ticks):
-        for ri, k in ticks[now].items():
+    current: dict[int, int] = {}  # rule → period index in force
+
+    def tick(now: datetime) -> None:
+        nonlocal groups
+        for ri, k in current.items():
             rule, kpi, slices = rules[ri]
             inputs = [_input(s, k, recent) for s in slices if k < len(s.values)]
             evs = evaluate(rule, kpi, inputs, now)
@@ -196,11 +190,42 @@ def replay(rules: Sequence[tuple[AlertRule, KPI, Sequence[SliceHistory]]], start
             ri = rule_of[dict(note.group)["rule"]]
             out[ri].sent.append(Sent(now, str(note.reason), len(note.firing),
                                      len(note.resolved)))
+
+    for n, t in enumerate(data_times):
+        for ri, k in instants[t]:
+            current[ri] = max(k, current.get(ri, -1))
+        nxt = data_times[n + 1] if n + 1 < len(data_times) else end + timedelta(microseconds=1)
+        now: datetime | None = t
+        while now is not None:
+            tick(now)
+            due = [x for x in _due(instances.values(), groups, timers)
+                   if now < x < nxt and x <= end]
+            now = min(due) if due else None
     for fp, (fired, peak) in open_eps.items():
         inst = instances[fp]
         out[rule_of[inst.rule_id]].episodes.append(Episode(fp, inst.slice, fired, None, peak))
     for r in out:
         r.episodes.sort(key=lambda e: (e.fired_at, e.fingerprint))
+    return out
+
+
+def _due(instances: Iterable[AlertInstance], groups: Mapping[GroupKey, GroupState],
+         timers: Mapping[GroupKey, GroupTimers]) -> list[datetime]:
+    """Instants at which a ticker could next change something without new data."""
+    out: list[datetime] = []
+    for inst in instances:
+        if inst.since is None:
+            continue
+        if inst.state is AlertState.PENDING:
+            out.append(inst.since + inst.pending_for)
+        elif inst.state is AlertState.RECOVERING:
+            out.append(inst.since + inst.keep_firing_for)
+    for key, g in groups.items():
+        t = timers.get(key, GroupTimers())
+        if g.last_sent_at is None:
+            out.append(g.created_at + t.group_wait)
+        else:
+            out += [g.last_sent_at + t.group_interval, g.last_sent_at + t.repeat_interval]
     return out
 
 

@@ -1,8 +1,13 @@
 """JSON documents for the alert state the store keeps: instances, transitions, silences,
 notification group states; and the ``name=value`` matcher syntax of the CLI and API.
 
-Every ``*_to_doc`` output is JSON-safe (no NaN or infinity: they travel as null, datetimes
-as ISO 8601 with offset, durations as seconds) and its ``*_from_doc`` reads it back equal.
+Every ``*_to_doc`` output is JSON-safe (no NaN or infinity: they travel as null, an infinite
+instance value with its sign in ``value_infinite``; datetimes as ISO 8601 with offset,
+durations as seconds) and its ``*_from_doc`` reads it back equal.
+
+A matcher's value may be written in double quotes as a JSON string (``region=" EU"``);
+:func:`format_matcher` does so whenever the bare text would read back differently (blanks
+at either end, a leading ``"``, or ``=`` followed by ``~``), so format → parse is exact.
 """
 
 from __future__ import annotations
@@ -51,7 +56,8 @@ def instance_to_doc(inst: AlertInstance) -> dict[str, Any]:
         "fingerprint": inst.fingerprint, "rule_id": inst.rule_id, "kpi_id": inst.kpi_id,
         "slice": [list(p) for p in inst.slice], "state": inst.state.value,
         "severity": inst.severity.label, "value": _num(inst.value),
-        "value_infinite": inst.value == math.inf,
+        # +inf (stale with no point ever) / -inf survive as 1 / -1; older docs hold True
+        "value_infinite": int(math.copysign(1, inst.value)) if math.isinf(inst.value) else 0,
         "threshold": _num(inst.threshold), "since": _iso(inst.since),
         "firing_since": _iso(inst.firing_since), "updated_at": _iso(inst.updated_at),
         "pending_for": inst.pending_for.total_seconds(),
@@ -66,7 +72,8 @@ def instance_from_doc(doc: Mapping[str, Any], history: Iterable[Transition] = ()
     ack = doc.get("acknowledgement")
     value = doc.get("value")
     if value is None:
-        value = math.inf if doc.get("value_infinite") else math.nan
+        sign = doc.get("value_infinite")
+        value = math.copysign(math.inf, sign) if sign else math.nan
     slice_: SliceKey = tuple((str(k), str(v)) for k, v in doc.get("slice") or ())
     return AlertInstance(
         fingerprint=doc["fingerprint"], rule_id=doc["rule_id"], kpi_id=doc["kpi_id"],
@@ -138,8 +145,19 @@ def parse_matcher(text: str) -> Matcher:
     if m is None:
         raise AlertError(f"matcher {text!r} is not like name=value, name!=value, name=~regex or "
                          "name!~regex (e.g. kpi=revenue)")
-    name, op, value = m.groups()
-    return Matcher(name, value.strip(), MatchOp(op))
+    name, op, raw = m.groups()
+    value = raw.strip()
+    if value.startswith('"'):
+        try:
+            quoted = json.loads(value)
+        except ValueError:
+            quoted = None  # not a quoted string after all: take the text as it is
+        if isinstance(quoted, str):
+            value = quoted
+    try:
+        return Matcher(name, value, MatchOp(op))
+    except AlertError as exc:
+        raise AlertError(f"matcher {text!r}: {exc}") from None
 
 
 def parse_matchers(items: Sequence[str | Matcher] | str) -> tuple[Matcher, ...]:
@@ -149,4 +167,8 @@ def parse_matchers(items: Sequence[str | Matcher] | str) -> tuple[Matcher, ...]:
 
 
 def format_matcher(m: Matcher) -> str:
-    return f"{m.name}{m.op.value}{m.value}"
+    """The text :func:`parse_matcher` reads back as ``m``, quoting the value only if needed."""
+    v = m.value
+    if v != v.strip() or v.startswith('"') or (m.op is MatchOp.EQ and v.startswith("~")):
+        v = json.dumps(v, ensure_ascii=False)
+    return f"{m.name}{m.op.value}{v}"
