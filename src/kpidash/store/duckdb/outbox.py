@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import duckdb
+import pyarrow as pa
 
 from kpidash.model import OutboxItem
 from kpidash.store.duckdb.periods import from_epoch_us
@@ -30,17 +31,21 @@ class OutboxTable:
     def enqueue(self, workspace: str, items: list[OutboxItem], now: datetime) -> int:
         """Add pending items; an item already queued (same notification and channel) is kept
         as it is, so enqueueing again never sends twice. Returns how many were new."""
-        added = 0
+        if not items:
+            return 0
+        # one set-based statement (row by row cost ~2 ms per item in an alert tick)
+        _kp_rows = pa.table({
+            "nid": pa.array([it.notification_id for it in items], pa.string()),
+            "channel": pa.array([it.channel for it in items], pa.string()),
+            "payload": pa.array([json.dumps(it.payload) for it in items], pa.string()),
+            "due": pa.array([it.next_attempt_at or now for it in items],
+                            pa.timestamp("us", tz="UTC"))})
         with self.transaction():
-            for it in items:
-                row = self._con.execute(
-                    "INSERT INTO outbox (workspace_id, notification_id, channel, payload, status, "
-                    "next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?) "
-                    "ON CONFLICT DO NOTHING",
-                    [workspace, it.notification_id, it.channel, json.dumps(it.payload),
-                     it.next_attempt_at or now, now]).fetchall()
-                added += int(row[0][0]) if row else 0
-        return added
+            row = self._con.execute(
+                "INSERT INTO outbox (workspace_id, notification_id, channel, payload, status, "
+                "next_attempt_at, created_at) SELECT ?, nid, channel, payload, 'pending', due, "
+                "?::TIMESTAMPTZ FROM _kp_rows ON CONFLICT DO NOTHING", [workspace, now]).fetchall()
+        return int(row[0][0]) if row else 0
 
     def due(self, workspace: str, now: datetime, limit: int = 100) -> list[OutboxItem]:
         """Pending items whose next attempt is at or before ``now``, oldest first."""
