@@ -240,8 +240,13 @@ rules:
 """)
     first = datetime.fromisoformat(drop["start"]).replace(tzinfo=UTC) + timedelta(days=1,
                                                                                   minutes=5)
-    r = tick(engine, first, Recorder())
+    rec = Recorder()
+    r = tick(engine, first, rec)
     assert r.errors == ()
+    (anomaly_msg,) = [m for m in rec.sent if m.rule_id == "revenue_anomaly"]
+    assert anomaly_msg.threshold is None and anomaly_msg.expected_range is not None
+    lo, hi = anomaly_msg.expected_range
+    assert anomaly_msg.value < lo < hi  # the drop lies below the detector's band
     by_rule = {a.rule_id: a for a in engine.alerts()}
     assert by_rule["revenue_anomaly"].slice == (("region", "EU"),)  # only the region that fell
     assert by_rule["revenue_anomaly"].state is AlertState.FIRING

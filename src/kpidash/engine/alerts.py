@@ -196,9 +196,9 @@ def _gather_scope(engine: Engine, scope: _Scope, now: datetime, out: _Gathered) 
         for s in series:
             group = s.group if scope.per else None
             key: SliceKey = ((scope.per, group),) if scope.per and group is not None else ()
-            inputs.append(SliceInput(key, s.periods, s.values, seen.get(group),
-                                     sev.get(group, Severity.NONE),
-                                     fc.get(group, np.empty(0))))
+            severity, band = sev.get(group, (Severity.NONE, None))
+            inputs.append(SliceInput(key, s.periods, s.values, seen.get(group), severity,
+                                     fc.get(group, np.empty(0)), band))
         for r in rules:
             out.slices[r.id] = inputs
 
@@ -241,15 +241,18 @@ def _last_seen_many(engine: Engine, kpi_ids: Sequence[str], per: str | None,
 
 def _anomaly_severity(engine: Engine, kpi: KPI, grain: Grain,
                       filters: Mapping[str, Sequence[str]], per: str | None, now: datetime,
-                      ) -> dict[str | None, Severity]:
-    """Severity of the last complete period of each slice (from the full history)."""
+                      ) -> dict[str | None, tuple[Severity, tuple[float, float] | None]]:
+    """Severity and expected band of the last complete period of each slice (scored on the
+    full history)."""
     from kpidash.engine import anomalies as anomalies_
 
     series = engine.query(kpi.id, grain, filters=filters, group_by=per)
-    out: dict[str | None, Severity] = {}
+    out: dict[str | None, tuple[Severity, tuple[float, float] | None]] = {}
     for s, scores in zip(series, anomalies_.score_series(kpi, series, now), strict=True):
         if len(scores):
-            out[s.group if per else None] = Severity(int(scores.severity[-1]))
+            lo, hi = float(scores.lo[-1]), float(scores.hi[-1])
+            band = (lo, hi) if np.isfinite(lo) and np.isfinite(hi) else None
+            out[s.group if per else None] = (Severity(int(scores.severity[-1])), band)
     return out
 
 

@@ -70,7 +70,8 @@ class SliceInput:
     ``periods`` are period starts (UTC, ascending) and ``values`` one value per period, NaN
     where missing — the arrays of :class:`kpidash.model.Series`; sequences of (aware)
     datetimes and floats are converted. ``forecast`` holds point forecasts for the periods
-    after the last one, step 1 first.
+    after the last one, step 1 first; ``anomaly_range`` the detector's expected (low, high) for
+    the last period.
     """
 
     slice: SliceKey = ()
@@ -79,6 +80,7 @@ class SliceInput:
     last_point_at: datetime | None = None
     anomaly_severity: Severity = Severity.NONE
     forecast: npt.NDArray[np.float64] = field(default_factory=lambda: _EMPTY)
+    anomaly_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         periods: Any = self.periods
@@ -126,10 +128,10 @@ class Observation:
 @dataclass(frozen=True, slots=True)
 class Evaluation:
     """One rule on one slice. ``expected`` is the (low, high) range regarded as normal, in KPI
-    units (seconds of age for ``stale``; None for anomaly conditions and combinations).
-    For ``anomaly`` the observation's threshold is the minimum severity's code (1–4); for
-    ``all`` / ``any`` value and threshold come from the first part (``any``: the most severe
-    met part)."""
+    units (seconds of age for ``stale``; for ``anomaly`` the detector's band of the last
+    period when the input carries it; None for combinations). An ``anomaly`` observation has
+    no threshold; for ``all`` / ``any`` value and threshold come from the first part (``any``:
+    the most severe met part)."""
 
     rule_id: str
     kpi_id: str
@@ -336,9 +338,10 @@ def _anomaly(cond: AnomalyCondition, s: SliceInput) -> _Result:
     value = latest[1] if latest else math.nan
     met = s.anomaly_severity >= minimum
     obs = Observation(Outcome.MET if met else Outcome.NOT_MET,
-                      s.anomaly_severity if met else Severity.NONE, value, float(minimum),
+                      s.anomaly_severity if met else Severity.NONE, value, None,
                       cleared=not met)
-    return obs, None, f"anomaly severity {s.anomaly_severity.label} (min {cond.min_severity})"
+    return (obs, s.anomaly_range,
+            f"anomaly severity {s.anomaly_severity.label} (min {cond.min_severity})")
 
 
 def _forecast(cond: ForecastCondition, kpi: KPI, s: SliceInput) -> _Result:
