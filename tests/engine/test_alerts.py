@@ -254,3 +254,17 @@ rules:
     # the demo's conversion rate runs just under its 10 % target: the forecast misses it
     assert by_rule["conversion_target"].state is AlertState.FIRING
     assert by_rule["conversion_target"].threshold == 10
+
+
+def test_filters_narrow_a_rule_and_notify_routes_its_messages(engine: Engine) -> None:
+    ops, audit = Recorder("ops"), Recorder("audit")
+    engine.put_alert_rules([{**RULE, "id": "eu_only", "filters": {"region": ["EU", "NA"]},
+                             "notify": ["ops"]}])
+    put(engine, 10, {"EU": 50, "APAC": 50})
+    engine.clock = FixedClock(day(11))
+    engine.evaluate_alerts({"ops": ops, "audit": audit})
+    slices = {(a.rule_id, a.slice) for a in engine.alerts()}
+    assert slices == {("eu_only", (("region", "EU"),)), ("orders_low", (("region", "EU"),)),
+                      ("orders_low", (("region", "APAC"),))}
+    assert [m.rule_id for m in ops.sent] == ["eu_only", "orders_low"]
+    assert [m.rule_id for m in audit.sent] == ["orders_low"]  # eu_only goes to ops only
