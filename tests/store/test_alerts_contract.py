@@ -344,7 +344,7 @@ def test_migrates_a_version_4_database(tmp_path: Path) -> None:
     con.close()
     s = open_store(str(path))
     try:
-        assert s.schema_version() == SCHEMA_VERSION == 5
+        assert s.schema_version() == SCHEMA_VERSION
         assert s.read_points("default", "sales")["value"].to_pylist() == [4.0]
         assert [i.notification_id for i in s.outbox("default")] == ["n1"]
         assert snapshot(s) == EMPTY

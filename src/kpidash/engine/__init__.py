@@ -488,6 +488,46 @@ class Engine:
         self.store.put_silence(self.workspace, codec.silence_to_doc(ended), now)
         return ended
 
+    # -- interactions ----------------------------------------------------------------------
+
+    def record_interaction(self, user: str, kind: str, *, kpi_id: str | None = None,
+                           filters: Mapping[str, str | Sequence[str]] | None = None,
+                           role: str | None = None, at: datetime | None = None) -> None:
+        """Record what a user did (``view_kpi``, ``apply_filter``, ``save_filter``,
+        ``open_dashboard`` …) at ``at`` (now by default); insights learn from it."""
+        if not isinstance(user, str) or not user.strip():
+            raise QueryError("an interaction needs the user who did it")
+        if not isinstance(kind, str) or not kind.strip():
+            raise QueryError("an interaction needs a kind, such as 'view_kpi' or "
+                             "'apply_filter'")
+        at = at or self.clock.now()
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise QueryError(f"interaction time must be timezone-aware, got {at.isoformat()}")
+        flt = {d: [v] if isinstance(v, str) else list(v) for d, v in (filters or {}).items()}
+        for d, values in flt.items():
+            if not values or not all(isinstance(v, str) and v for v in values):
+                raise QueryError(f"filter {d!r} needs one or more non-empty text values, got "
+                                 f"{values!r}")
+        if kpi_id is not None:
+            self._registry.get(kpi_id)  # NotFound names the known KPIs
+            agg.check_dimensions(agg.Query(kpi_id, Grain.DAY, at, at + timedelta(days=1),
+                                           self.timezone, {d: tuple(v) for d, v in flt.items()}),
+                                 self._registry)
+        else:
+            known = {d for k in self._registry for d in k.dimensions}
+            unknown = sorted(set(flt) - known)
+            if unknown:
+                raise QueryError(f"no KPI has dimension {', '.join(map(repr, unknown))}; "
+                                 f"available: {sorted(known) or 'none'}")
+        self.store.record_interactions(self.workspace, [{
+            "user": user, "role": role, "kind": kind, "kpi_id": kpi_id, "filters": flt,
+            "at": at}])
+
+    def interactions(self, user: str | None = None, since: datetime | None = None,
+                     ) -> list[dict[str, Any]]:
+        """Recorded interactions (user, role, kind, kpi_id, filters, at), oldest first."""
+        return self.store.interactions(self.workspace, user=user, since=since)
+
     # -- widgets ---------------------------------------------------------------------------
 
     def dashboard(self, kpi_ids: Sequence[str] | None = None, *, grain: Grain | str = Grain.DAY,

@@ -182,6 +182,27 @@ class Store(Protocol):
         """Insert or replace group states; a None value deletes that group."""
         ...
 
+    # -- usage (interactions and the insights shown to each user) ---------------------------
+
+    def record_interactions(self, workspace: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Append interactions (user, role, kind, kpi_id, filters, at) in the given order."""
+        ...
+
+    def interactions(self, workspace: str, *, user: str | None = None,
+                     since: datetime | None = None, kinds: Sequence[str] | None = None,
+                     ) -> list[dict[str, Any]]:
+        """Interactions oldest first; filters as dict[str, list[str]], at timezone-aware."""
+        ...
+
+    def mark_insights_shown(self, workspace: str, user: str, keys: Sequence[str],
+                            now: datetime) -> None:
+        """Count one showing of each insight key for a user (first shown kept, last = now)."""
+        ...
+
+    def insight_views(self, workspace: str, user: str) -> dict[str, tuple[int, datetime]]:
+        """Insight key → (times shown, last shown) for one user."""
+        ...
+
     def last_seen(self, workspace: str, kpi_ids: Sequence[str], by: str | None = None,
                   ) -> dict[tuple[str, str | None], datetime]:
         """Latest point time per (kpi, value of dimension ``by`` or None)."""

@@ -41,11 +41,12 @@ from kpidash.store.duckdb.outbox import OutboxTable
 from kpidash.store.duckdb.periods import bucket_sql, from_epoch_us, longest_period_us
 from kpidash.store.duckdb.schema import MIGRATIONS, SCHEMA_VERSION
 from kpidash.store.duckdb.sql import optional_where, time_range_sql
+from kpidash.store.duckdb.usage import UsageTables
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "DuckDBStore"]
 
 
-class DuckDBStore(AuditTables, OutboxTable, AlertTables):
+class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables):
     """A Store on one DuckDB database file (or ``:memory:``)."""
 
     def __init__(self, path: str = ":memory:", *, memory_limit: str | None = None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -86,5 +86,17 @@ MIGRATIONS: dict[int, list[str]] = {
         """CREATE TABLE alert_groups (workspace_id VARCHAR NOT NULL, group_key VARCHAR NOT NULL,
                doc JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL,
                PRIMARY KEY (workspace_id, group_key))""",
+    ],
+    6: [
+        # usage: what users did (append only, a sequence keeps insertion order; filters as
+        # canonical JSON) and which insights each user was shown, for novelty and affinity
+        "CREATE SEQUENCE interaction_seq START 1",
+        """CREATE TABLE interactions (seq BIGINT NOT NULL, workspace_id VARCHAR NOT NULL,
+               user_id VARCHAR NOT NULL, role VARCHAR, kind VARCHAR NOT NULL, kpi_id VARCHAR,
+               filters JSON NOT NULL, at_ts TIMESTAMPTZ NOT NULL)""",
+        """CREATE TABLE insight_views (workspace_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL,
+               insight_key VARCHAR NOT NULL, first_shown TIMESTAMPTZ NOT NULL,
+               last_shown TIMESTAMPTZ NOT NULL, times INTEGER NOT NULL,
+               PRIMARY KEY (workspace_id, user_id, insight_key))""",
     ],
 }
