@@ -20,6 +20,7 @@ from kpidash.cli import (
     detect,
     events,
     forecast,
+    insights,
     kpis,
     quality,
     trends,
@@ -106,6 +107,7 @@ quality.register(app)
 trends.register(app)
 detect.register(app)
 forecast.register(app)
+insights.register(app)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ def demo(
 
 
 def _emit(engine: Engine, grain: str, out_file: Path | None) -> None:
-    board = engine.dashboard(grain=grain, charts=DEMO_CHARTS, title="kpidash demo")
+    board = engine.dashboard(grain=grain, charts=DEMO_CHARTS, title="kpidash demo",
+                             recommendations=5)
     text = json.dumps(board, indent=2, allow_nan=False)
     if out_file:
         out_file.write_text(text + "\n", encoding="utf-8")

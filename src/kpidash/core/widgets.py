@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -300,6 +300,14 @@ def line_chart(
     }
 
 
+def recommendations(items: Sequence[Mapping[str, Any]], *, title: str = "Recommendations",
+                    ) -> dict[str, Any]:
+    """A recommendations widget from ranked insights (``Ranked.to_dict()`` of each): the
+    sentence, the facts behind it and every factor of its score."""
+    return {"type": "recommendations", "schema_version": SCHEMA_VERSION,
+            "data": {"title": title, "items": [dict(i) for i in items]}}
+
+
 def _iso_utc(ts: datetime) -> str:
     if ts.tzinfo is None or ts.utcoffset() is None:
         raise ValueError(
@@ -312,6 +320,7 @@ def _iso_utc(ts: datetime) -> str:
 def dashboard(
     cards: Sequence[dict[str, Any]], charts: Sequence[dict[str, Any]], *, title: str,
     generated_at: datetime, grain: str | Grain, tz: str,
+    extra: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """A dashboard: the cards, then the charts, with a title and when it was generated.
 
@@ -326,5 +335,5 @@ def dashboard(
         "generated_at": _iso_utc(generated_at),
         "grain": str(grain),
         "tz": tz,
-        "widgets": [*cards, *charts],
+        "widgets": [*cards, *charts, *extra],
     }

@@ -40,6 +40,7 @@ from kpidash.store.base import AggSpec, Store, open_store
 
 if TYPE_CHECKING:  # the analysis services import scipy (~0.7 s): loaded when first used
     from kpidash.core.alerts import AlertInstance, AlertRule, Silence
+    from kpidash.core.insights import Digest, Ranked
     from kpidash.engine import alerts as alerts_
     from kpidash.engine import forecasts as forecasts_
     from kpidash.engine import outbox as outbox_
@@ -530,11 +531,45 @@ class Engine:
 
     # -- widgets ---------------------------------------------------------------------------
 
+    def insights(self, user: str | None = None, *, limit: int | None = 20,
+                 diverse: bool = True, kpi_ids: Sequence[str] | None = None,
+                 types: Sequence[str] | None = None, mark_shown: bool = False,
+                 ) -> list[Ranked]:
+        """Ranked insights at the clock's now (see :mod:`kpidash.engine.insights`).
+
+        With ``user`` the ranking uses their affinity (views, filters) and novelty (what they
+        were shown: ``mark_shown`` records this list as shown); ``diverse`` keeps one insight
+        per KPI in the top five.
+        """
+        from kpidash.engine import insights as insights_
+
+        return insights_.ranked(self, self.clock.now(), user=user, kpi_ids=kpi_ids,
+                                types=types, limit=limit, diverse=diverse,
+                                mark_shown=mark_shown)
+
+    def digest(self, user: str, *, followed: Sequence[str] = (), limit: int = 10,
+               mark_shown: bool = True) -> Digest:
+        """The user's digest of ``followed`` KPIs (all when empty): JSON, text and HTML."""
+        from kpidash.core.insights import build_digest
+
+        for kpi_id in followed:
+            self._registry.get(kpi_id)
+        ranked = self.insights(user, limit=None, kpi_ids=list(followed) or None)
+        digest = build_digest(ranked, user=user, followed=followed, now=self.clock.now(),
+                              limit=limit)
+        if mark_shown and digest.items:
+            self.store.mark_insights_shown(self.workspace, user,
+                                           [r.insight.key for r in digest.items],
+                                           self.clock.now())
+        return digest
+
     def dashboard(self, kpi_ids: Sequence[str] | None = None, *, grain: Grain | str = Grain.DAY,
                   periods: int = 30, charts: Sequence[tuple[str, str | None]] | None = None,
-                  title: str = "kpidash", now: datetime | None = None) -> dict[str, Any]:
+                  title: str = "kpidash", now: datetime | None = None,
+                  recommendations: int = 0, user: str | None = None) -> dict[str, Any]:
         """Cards for ``kpi_ids`` (all KPIs by default) over the last ``periods`` complete
-        periods before ``now`` (the clock by default), plus line charts ``(kpi_id, group_by)``.
+        periods before ``now`` (the clock by default), plus line charts ``(kpi_id, group_by)``
+        and, with ``recommendations`` > 0, a widget of that many ranked insights.
         """
         grain = _grain(grain)
         now = now or self.clock.now()
@@ -549,8 +584,14 @@ class Engine:
         for kpi_id, group_by in charts or ():
             s = self.query(kpi_id, grain, start, end, group_by=group_by)
             chart_widgets.append(widgets.line_chart(self._registry.get(kpi_id), s))
+        extra = []
+        if recommendations > 0:
+            from kpidash.engine import insights as insights_
+
+            top = insights_.ranked(self, now, user=user, limit=recommendations)
+            extra.append(widgets.recommendations([r.to_dict() for r in top]))
         return widgets.dashboard(cards, chart_widgets, title=title, generated_at=now,
-                                 grain=str(grain), tz=self.timezone)
+                                 grain=str(grain), tz=self.timezone, extra=extra)
 
 
 def _read_setting_file(path: Path, setting: str) -> str:

@@ -36,6 +36,7 @@ _SUFFIX: Final = ".schema.json"
 WIDGET_SCHEMAS: Final[dict[str, str]] = {
     "kpi": "widget-kpi",
     "line": "widget-line",
+    "recommendations": "widget-recommendations",
     "dashboard": "dashboard",
 }
 """Widget ``type`` → schema name."""

@@ -1,12 +1,14 @@
 """Period-over-period change, and what drove it: change, drivers and concentration insights.
 
-**How unusual is a change?** The last complete period is compared with the one before and
-with the same period a year ago (:func:`kpidash.core.trend.series_change`). Its significance
-is the share of past changes of the same kind that were smaller in size — the empirical
-distribution of the series' own moves, so a KPI that always swings ±20 % needs more than 20 %
-to stand out. At a daily grain only moves between the same weekdays are compared (Monday
-after Sunday is not news). With fewer than :data:`MIN_HISTORY` past changes the significance
-is a neutral 0.5.
+**How unusual is a change?** The last complete period is compared with the one before (at a
+daily grain: the same weekday a week before — Monday after Sunday is not news) and, for
+months, quarters and years, with the same period a year ago. The move is judged against the
+series' own past moves of the same kind: robust z = (move − median) / (1.4826 · MAD), and the
+significance is 2Φ(|z|) − 1 — a KPI that always swings ±20 % needs more than that to stand
+out, and a business growing 2 % a week does not make news by growing 2 %. The magnitude is
+the size of the move's *unusual part* (move − median), tanh-scaled. With fewer than
+:data:`MIN_HISTORY` past moves the significance is a neutral 0.5 and the magnitude uses the
+whole move.
 """
 
 from __future__ import annotations
@@ -49,13 +51,18 @@ def period_end(series: Series, index: int) -> datetime:
     return datetime.fromtimestamp(us / 1e6, UTC)
 
 
-def empirical_significance(history: npt.NDArray[np.float64], current: float) -> float:
-    """Share of |history| strictly below |current| (ties count half); 0.5 when too short."""
-    h = np.abs(history[np.isfinite(history)])
+def judge(history: npt.NDArray[np.float64], current: float) -> tuple[float, float, int]:
+    """(significance, unusual part of the move, number of past moves) — see the module doc."""
+    h = history[np.isfinite(history)]
     if h.size < MIN_HISTORY or not math.isfinite(current):
-        return 0.5
-    c = abs(current)
-    return float((np.sum(h < c) + 0.5 * np.sum(h == c)) / h.size)
+        return 0.5, current, int(h.size)
+    med = float(np.median(h))
+    mad = 1.4826 * float(np.median(np.abs(h - med)))
+    spread = mad if mad > 0 else float(np.std(h))
+    if spread == 0:
+        return (1.0 if current != med else 0.0), current - med, int(h.size)
+    z = (current - med) / spread
+    return math.erf(abs(z) / math.sqrt(2.0)), current - med, int(h.size)
 
 
 def _relative_moves(v: npt.NDArray[np.float64], lag: int) -> npt.NDArray[np.float64]:
@@ -66,6 +73,13 @@ def _relative_moves(v: npt.NDArray[np.float64], lag: int) -> npt.NDArray[np.floa
         out = (v[lag:] - base) / np.abs(base)
     out[~np.isfinite(out)] = np.nan
     return out
+
+
+def _weekday_change(v: npt.NDArray[np.float64], cur: int) -> tuple[float, float] | None:
+    """(reference value, change) of day ``cur`` vs the same weekday a week before."""
+    if cur < 7 or not (math.isfinite(v[cur]) and math.isfinite(v[cur - 7])) or v[cur - 7] == 0:
+        return None
+    return float(v[cur - 7]), float(v[cur] - v[cur - 7])
 
 
 def change_insights(kpi: KPI, series: Series, now: datetime, *, slice_: SliceKey = (),
@@ -79,37 +93,43 @@ def change_insights(kpi: KPI, series: Series, now: datetime, *, slice_: SliceKey
     label = series.labels[cur]
     when = period_phrase(label, series.grain)
     out: list[Insight] = []
-    for name, ch, lag in (("previous", cmp.previous, 1),
-                          ("year_ago", cmp.year_ago, YEAR_STEPS.get(series.grain, 0))):
-        if ch.percent is None or ch.reference_value is None or ch.absolute is None or not lag:
+    daily = series.grain is Grain.DAY
+    candidates: list[tuple[str, float | None, float | None, bool | None, int]] = [
+        ("previous", cmp.previous.reference_value, cmp.previous.absolute,
+         cmp.previous.favourable, 1),
+        ("year_ago", cmp.year_ago.reference_value, cmp.year_ago.absolute,
+         cmp.year_ago.favourable, YEAR_STEPS.get(series.grain, 0))]
+    if daily:
+        week = _weekday_change(v, cur)
+        candidates = [("week_ago", week[0] if week else None, week[1] if week else None,
+                       None if week is None else (week[1] > 0) == kpi.higher_is_better, 7)]
+    for name, ref_value, absolute, good, lag in candidates:
+        if ref_value is None or absolute is None or not lag or ref_value == 0:
             continue
         if name == "year_ago" and series.grain not in YEAR_OVER_YEAR:
-            continue  # a day or week vs a year ago repeats the monthly story daily
-        rel = ch.percent / 100.0
+            continue  # a week vs a year ago repeats the monthly story weekly
+        rel = absolute / abs(ref_value)
         if abs(rel) < MIN_CHANGE:
             continue
         moves = _relative_moves(v, lag)[:-1]  # the past ones, not the current
-        if series.grain is Grain.DAY and name == "previous":
-            phase = (cur - 1) % 7  # moves[i] ends at i + lag; keep the same weekday step
-            moves = moves[(np.arange(moves.size)) % 7 == phase]
-        sig = empirical_significance(moves, rel)
-        scale = 0.10 if name == "previous" else 0.25  # yearly moves run larger
-        ref = REFERENCE[series.grain] if name == "previous" else "a year earlier"
+        sig, unusual, n_hist = judge(moves, rel)
+        scale = 0.10 if name != "year_ago" else 0.25  # yearly moves run larger
+        ref = {"previous": REFERENCE[series.grain], "year_ago": "a year earlier",
+               "week_ago": "the same day a week before"}[name]
         text = (f"{kpi.name} {verb(rel, kpi)} {percent(rel)} {when} vs {ref}, to "
                 f"{number(cmp.current_value, kpi.unit)}")
         facts: dict[str, Any] = {
             "grain": str(series.grain), "period": label, "value": cmp.current_value,
-            "reference": name, "reference_value": ch.reference_value,
-            "change": ch.absolute, "change_pct": ch.percent, "favourable": ch.favourable,
-            "history_moves": int(np.isfinite(moves).sum()),
-            "share_of_past_moves_smaller": sig}
+            "reference": name, "reference_value": ref_value, "change": absolute,
+            "change_pct": 100.0 * rel, "favourable": good, "past_moves": n_hist,
+            "typical_move_pct": 100.0 * (rel - unusual), "unusual_part_pct": 100.0 * unusual}
         if drivers is not None and name == "previous":
             clause, dfacts = _driver_clause(drivers, rel)
             text += clause
             facts["drivers"] = dfacts
         text += news(rel, kpi)
         out.append(Insight(InsightType.CHANGE, kpi.id, text, period_end(series, cur), sig,
-                           magnitude_of(rel, scale), facts, slice_, label,
+                           magnitude_of(unusual, scale), facts, slice_, label,
                            f"{series.grain}:{name}"))
     return out
 
@@ -122,8 +142,9 @@ def _driver_clause(d: Decomposition | MixRate, rel: float) -> tuple[str, dict[st
                  "rate_effect": d.rate_effect}
         if top is None or d.change == 0:
             return "", facts
-        main = "rates within" if abs(d.rate_effect) >= abs(d.mix_effect) else "the mix of"
-        return (f"; mostly {main} {d.dimension} values, {top.label} most", facts)
+        if abs(d.rate_effect) >= abs(d.mix_effect):
+            return f"; mostly from rates within each {d.dimension} ({top.label} most)", facts
+        return f"; mostly from the mix across {d.dimension} values ({top.label} most)", facts
     share = explained_by(d, 1)
     facts = {"dimension": d.dimension, "top": d.drivers[0].label if d.drivers else None,
              "top_share": share}
@@ -149,10 +170,12 @@ def drivers_insight(kpi: KPI, grain: Grain, label: str, at: datetime,
     if d.total_change == 0 or not d.drivers:
         return None
     up = d.total_change > 0
+    size = number(abs(d.total_change), kpi.unit) if kpi.unit.strip() not in ("%",) else \
+        f"{number(abs(d.total_change))} pts"
     drivers = ", ".join(f"{c.label} {signed(c.change, kpi.unit)}"
                         + (f" ({percent(c.share_of_change)})" if c.share_of_change else "")
                         for c in d.drivers[:3])
-    text = (f"{kpi.name} {'rose' if up else 'fell'} {signed(d.total_change, kpi.unit)} {when}; "
+    text = (f"{kpi.name} {'rose' if up else 'fell'} {size} {when}; "
             f"by {d.dimension}: {drivers}")
     if d.detractors:
         c = d.detractors[0]
@@ -170,8 +193,9 @@ def concentration_insight(kpi: KPI, grain: Grain, label: str, at: datetime, c: C
     text = (f"{c.top_label} carries {percent(c.top_share)} of {kpi.name} {period_phrase(label, grain)}"
             f" (by {c.dimension}); the rest is spread over {len(c.shares) - 1} other value"
             f"{'s' if len(c.shares) != 2 else ''}")
-    # significance: how far above an even split the top share is
+    # significance: how far above an even split the top share is; a standing fact rather
+    # than a change, so its magnitude is half the top share (novelty then decays it)
     even = 1.0 / max(1, len(c.shares))
     sig = min(1.0, max(0.0, (c.top_share - even) / (1.0 - even))) if even < 1 else 0.0
-    return Insight(InsightType.CONCENTRATION, kpi.id, text, at, sig, c.top_share, c.to_dict(),
-                   (), label, f"{grain}:{c.dimension}")
+    return Insight(InsightType.CONCENTRATION, kpi.id, text, at, sig, 0.5 * c.top_share,
+                   c.to_dict(), (), label, f"{grain}:{c.dimension}")
