@@ -207,3 +207,25 @@ def test_alerts_rules_tick_ack_silence_and_backtest(tmp_path: Path) -> None:
     r = run(tmp_path, "alerts", "backtest", str(rules), "--from", "2024-04-01", "--to",
             "2024-06-30")
     assert r.returncode == 0 and "rule churn_spike" in r.stdout, r.stderr
+
+
+def test_insights_and_digest_commands(tmp_path: Path) -> None:
+    r = run(tmp_path, "demo", "--days", "120", "--end", "2024-06-30", "--out",
+            str(tmp_path / "b.json"))
+    assert r.returncode == 0, r.stderr
+    board = json.loads((tmp_path / "b.json").read_text(encoding="utf-8"))
+    assert board["widgets"][-1]["type"] == "recommendations"
+    r = run(tmp_path, "insights", "--at", "2024-06-11T06:00:00Z", "--limit", "5", "--json")
+    assert r.returncode == 0, r.stderr
+    items = json.loads(r.stdout)
+    assert [i["rank"] for i in items] == [1, 2, 3, 4, 5]
+    assert any(i["kpi_id"] == "customer_churn_rate" for i in items)
+    r = run(tmp_path, "insights", "--type", "anomaly", "--at", "2024-06-11T06:00:00Z")
+    assert r.returncode == 0 and "unusually" in r.stdout, r.stderr
+    html = tmp_path / "digest.html"
+    r = run(tmp_path, "digest", "--user", "ana", "--follow", "revenue", "--format", "html",
+            "--out", str(html), "--at", "2024-05-17T06:00:00Z")
+    assert r.returncode == 0, r.stderr
+    assert "<ol>" in html.read_text(encoding="utf-8")
+    r = run(tmp_path, "digest", "--user", "ana", "--follow", "nope")
+    assert r.returncode == 1 and "unknown KPI 'nope'" in r.stderr
