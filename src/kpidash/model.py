@@ -94,6 +94,9 @@ class KPI(BaseModel):
     scale: float = Field(default=1.0, description="ratio multiplier, e.g. 100 for percent")
     expression: str | None = None
     target: float | None = None
+    target_grain: Grain | None = Field(
+        default=None, description="for sum/count KPIs: the target is the total of one such "
+        "period (e.g. month); unset: a level every period should reach")
     dimensions: tuple[str, ...] = ()
     season_length: int | None = Field(default=None, ge=1)
     on_out_of_bounds: BoundsPolicy = BoundsPolicy.REJECT

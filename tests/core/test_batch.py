@@ -40,6 +40,8 @@ def reg() -> Registry:
     pytest.param({"value": [float("nan")]}, "point.value", "value", id="nan"),
     pytest.param({"value": [float("inf")]}, "point.value", "value", id="inf"),
     pytest.param({"value": ["-inf"]}, "point.value", "value", id="inf-text"),
+    pytest.param({"value": [1e308]}, "point.value", "value", id="huge"),
+    pytest.param({"value": ["-2e18"]}, "point.value", "value", id="huge-text"),
     pytest.param({"value": [None]}, "point.value", "value", id="missing-value"),
     pytest.param({"value": [-5.0]}, "point.bounds", "value", id="below-min"),
     pytest.param({"color": ["red"]}, "point.dimension", "color", id="undeclared-dimension"),

@@ -34,6 +34,7 @@ ALIASES = {"ts": "timestamp", "time": "timestamp", "kpi_id": "kpi"}
 TS_TYPE = pa.timestamp("us", tz="UTC")
 SERIES_KEY_SEP = "\x1f"
 MAX_DIM_VALUE = 200
+MAX_ABS_VALUE = 1e18  # largest accepted |value|: beyond any real KPI; lets the store sum exactly
 # An offset only counts after a time of day: "2024-01-02" ends in "-02" but is a naive date.
 _AWARE_RE = r"\d{2}:\d{2}(:\d{2}([.,]\d+)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)$"
 _DIM_RE = re.compile(DIM_NAME_PATTERN)
@@ -349,7 +350,12 @@ def _parse_values(col: pa.ChunkedArray, rb: ReportBuilder, rows: npt.NDArray[np.
     if nonfinite.any():
         _row_errors(rb, "point.value", "expected a finite number", rows[nonfinite], "value",
                     source, got=[float(v) for v in values[nonfinite]])
-    return values, null | not_number | nonfinite
+    with np.errstate(invalid="ignore"):
+        huge = np.isfinite(values) & (np.abs(values) > MAX_ABS_VALUE)
+    if huge.any():
+        _row_errors(rb, "point.value", f"expected a number within ±{MAX_ABS_VALUE:.0e}",
+                    rows[huge], "value", source, got=[float(v) for v in values[huge]])
+    return values, null | not_number | nonfinite | huge
 
 
 def _series_keys(kpi: pa.Array, dims: dict[str, pa.Array]) -> pa.Array:

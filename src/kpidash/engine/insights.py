@@ -58,6 +58,7 @@ ANOMALY_DAYS = 7
 ANOMALY_HISTORY_DAYS = 180
 CORRELATION_DAYS = 180
 ADDITIVE = frozenset({Aggregation.SUM, Aggregation.COUNT, Aggregation.LAST})
+PACE_GRAINS = frozenset({Grain.WEEK, Grain.MONTH, Grain.QUARTER, Grain.YEAR})
 
 
 def _instant(engine: Engine, now: datetime, grain: Grain, back: int) -> tuple[datetime, datetime]:
@@ -70,7 +71,14 @@ def _instant(engine: Engine, now: datetime, grain: Grain, back: int) -> tuple[da
 
 
 def _additive(kpi: KPI) -> bool:
+    """Summed across slices (so contributions by slice add up to the total)."""
     return kpi.kind is KpiKind.SIMPLE and kpi.aggregation in ADDITIVE
+
+
+def _summed_over_time(kpi: KPI) -> bool:
+    """A period's value is the sum of its days (not so for stocks, `last`)."""
+    return kpi.kind is KpiKind.SIMPLE and kpi.aggregation in (Aggregation.SUM,
+                                                              Aggregation.COUNT)
 
 
 def _ratio_inputs(engine: Engine, kpi: KPI) -> tuple[KPI, KPI] | None:
@@ -332,33 +340,39 @@ def _anomaly_drivers(engine: Engine, kpi: KPI, bd: _Breakdown, period: Any,
 
 
 def _paces(engine: Engine, kpis: Sequence[KPI], now: datetime) -> list[Insight]:
-    out: list[Insight] = []
-    month_start, today = _instant(engine, now, Grain.MONTH, 0)[1], _instant(engine, now,
-                                                                            Grain.DAY, 0)[1]
+    """Pace to goal over the KPI's ``target_grain`` period (a month when unset) containing
+    now. For a sum/count KPI without ``target_grain`` the target is a daily level, so the
+    period's target is target × its days."""
     from kpidash.engine import _periods_back
 
-    month_end = _periods_back(month_start, Grain.MONTH, -1, engine.timezone)
-    elapsed = round((today - month_start) / timedelta(days=1))
-    remaining = round((month_end - today) / timedelta(days=1))
-    if elapsed <= 0 or remaining <= 0:
-        return out
-    label = agg.keys_to_utc(agg.period_keys(month_start, month_start + timedelta(days=1),
-                                            Grain.MONTH, engine.timezone), Grain.MONTH,
-                            engine.timezone)[1][0]
+    out: list[Insight] = []
+    today = _instant(engine, now, Grain.DAY, 0)[1]
     for k in kpis:
         if k.target is None:
             continue
+        grain = k.target_grain if k.target_grain in PACE_GRAINS else Grain.MONTH
+        start = _instant(engine, now, grain, 0)[1]
+        end = _periods_back(start, grain, -1, engine.timezone)
+        elapsed = round((today - start) / timedelta(days=1))
+        remaining = round((end - today) / timedelta(days=1))
+        if elapsed <= 0 or remaining <= 0:
+            continue
+        label = agg.keys_to_utc(agg.period_keys(start, start + timedelta(days=1), grain,
+                                                engine.timezone), grain, engine.timezone)[1][0]
+        additive = _summed_over_time(k)
+        target = k.target if k.target_grain is not None or not additive else \
+            k.target * (elapsed + remaining)
         try:
-            (mtd,) = engine.query(k.id, Grain.MONTH, month_start, today)
+            (mtd,) = engine.query(k.id, grain, start, today)
             fc = engine.forecast(k.id, Grain.DAY, remaining, levels=(80,))
         except KpidashError:
             continue
         if not fc or len(mtd.values) == 0:
             continue
         r = fc[0].result
-        ins = pace_insight(kpi_id=k.id, name=k.name, unit=k.unit, target=k.target,
-                           higher_is_better=k.higher_is_better, additive=_additive(k),
-                           period_label=label, period_words=period_phrase(label, Grain.MONTH),
+        ins = pace_insight(kpi_id=k.id, name=k.name, unit=k.unit, target=target,
+                           higher_is_better=k.higher_is_better, additive=additive,
+                           period_label=label, period_words=period_phrase(label, grain),
                            at=now, to_date=float(mtd.values[0]), elapsed=elapsed,
                            remaining_mean=r.mean[:remaining].tolist(),
                            remaining_low80=r.lower[80][:remaining].tolist(),

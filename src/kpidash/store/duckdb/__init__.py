@@ -363,7 +363,7 @@ class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables):
             # last value per (series, period) — keyed by integers only — then summed over
             # series within (kpi, period, group)
             tables.append(run(lasts, (
-                "SELECT x.kc, x.k, {group}, sum(x.v) AS v FROM ("
+                "SELECT x.kc, x.k, {group}, " + _EXACT_SUM.format("x.v") + " AS v FROM ("
                 "SELECT any_value(s.kc) AS kc, p.series_id, {bucket} AS k, "
                 "arg_max(p.value, p.ts) AS v {scan} GROUP BY p.series_id, k) x "
                 "{join_g} GROUP BY x.kc, x.k, grp")))
@@ -426,9 +426,15 @@ class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables):
         return from_epoch_us(row[0]), from_epoch_us(row[1])
 
 
+# Sums and means run on DECIMAL: DuckDB adds doubles in parallel in whatever order threads
+# finish, so sum(DOUBLE) differs in the last bits from run to run (5 distinct results in 5
+# runs of one query, measured) and "same input, same output" would not hold. A DECIMAL sum is
+# exact, hence the same every time. Values are validated to |v| ≤ MAX_ABS_VALUE (1e18), so
+# DECIMAL(38, 12) holds any sum of up to 1e8 of them; digits below 1e-12 are dropped.
+_EXACT_SUM = "sum({}::DECIMAL(38, 12))::DOUBLE"
 _AGG_SQL = {
-    Aggregation.SUM: "sum(x.value)",
-    Aggregation.MEAN: "avg(x.value)",
+    Aggregation.SUM: _EXACT_SUM.format("x.value"),
+    Aggregation.MEAN: "avg(x.value::DECIMAL(38, 12))::DOUBLE",
     Aggregation.MIN: "min(x.value)",
     Aggregation.MAX: "max(x.value)",
     Aggregation.COUNT: "count(*)::DOUBLE",
