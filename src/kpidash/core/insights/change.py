@@ -108,6 +108,8 @@ def change_insights(kpi: KPI, series: Series, now: datetime, *, slice_: SliceKey
             continue
         if name == "year_ago" and series.grain not in YEAR_OVER_YEAR:
             continue  # a week vs a year ago repeats the monthly story weekly
+        if name == "year_ago" and lag == 1:
+            continue  # yearly data: the year before is the year ago, told once as "previous"
         rel = absolute / abs(ref_value)
         if abs(rel) < MIN_CHANGE:
             continue
@@ -170,8 +172,7 @@ def drivers_insight(kpi: KPI, grain: Grain, label: str, at: datetime,
     if d.total_change == 0 or not d.drivers:
         return None
     up = d.total_change > 0
-    size = number(abs(d.total_change), kpi.unit) if kpi.unit.strip() not in ("%",) else \
-        f"{number(abs(d.total_change))} pts"
+    size = signed(abs(d.total_change), kpi.unit).lstrip("+")  # '$100', '0.5 pts' for percent
     drivers = ", ".join(f"{c.label} {signed(c.change, kpi.unit)}"
                         + (f" ({percent(c.share_of_change)})" if c.share_of_change else "")
                         for c in d.drivers[:3])

@@ -39,16 +39,16 @@ class InsightType(StrEnum):
 
 def json_safe(value: Any) -> Any:
     """Facts as JSON: non-finite floats become None, tuples lists, datetimes ISO text."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
+    if isinstance(value, float):  # numpy float64 too: a float subclass, made a plain float
+        return float(value) if math.isfinite(value) else None
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Mapping):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return json_safe(value.item())
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy scalars and arrays
+        return json_safe(value.tolist())
     return value
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from kpidash.core.correlate import Relation
 from kpidash.core.insights.model import Insight, InsightType
@@ -37,7 +37,8 @@ def quality_insights(kpi: KPI, now: datetime, *, corrections: int = 0,
         if age > 2 * expected_every:
             hours = age.total_seconds() / 3600
             text = (f"{kpi.name} has had no new data for {hours / 24:.1f} days (last point "
-                    f"{last_point:%Y-%m-%d %H:%M} UTC); its latest figures may be stale")
+                    f"{last_point.astimezone(UTC):%Y-%m-%d %H:%M} UTC); its latest figures may "
+                    "be stale")
             late = age / expected_every
             out.append(Insight(InsightType.DATA_QUALITY, kpi.id, text, now, 1.0,
                                min(1.0, math.log2(late) / 4),
@@ -61,7 +62,7 @@ def correlation_insight(rel: Relation, kpis: Mapping[str, KPI], unit: str, at: d
                 f"{unit}{'s' if rel.lag != 1 else ''} (r = {rel.r:.2f}) — consider tracking "
                 "them together")
     else:
-        text = f"{a} and {b} {how} each other day to day (r = {rel.r:.2f})"
+        text = f"{a} and {b} {how} each other {unit} to {unit} (r = {rel.r:.2f})"
     return Insight(InsightType.CORRELATION, rel.follower, text, at,
                    max(0.0, min(1.0, 1.0 - rel.q_value)), min(1.0, rel.r * rel.r),
                    rel.to_dict(), (), None, f"{rel.leader}>{rel.follower}:{rel.lag}")
