@@ -14,6 +14,7 @@ from kpidash.core.insights.signals import (
     record_insight,
     trend_insights,
 )
+from kpidash.core.insights.wording import rate
 from kpidash.core.trend import series_breaks, series_trend
 from kpidash.model import KPI, Grain, Series
 
@@ -85,8 +86,8 @@ def test_a_recent_change_of_course_is_reported() -> None:
     label = s.labels[brk.index]
     assert ins.period == label
     assert ins.text.startswith("Revenue changed course on ")
-    assert (f": from {100 * brk.slope_before / level:+.2g}% to "
-            f"{100 * brk.slope_after / level:+.2g}% per day") in ins.text
+    assert (f": from {rate(100 * brk.slope_before / level)} to "
+            f"{rate(100 * brk.slope_after / level)} per day") in ins.text
     assert ins.text.endswith(" — good news")
     assert ins.significance == pytest.approx(1 - brk.p_value)
     # a quarter of the window (30 days) at the new slope, relative to the level

@@ -18,7 +18,7 @@ from kpidash.core.insights.model import (
     magnitude_of,
     significance_of,
 )
-from kpidash.core.insights.wording import news, number, percent, period_phrase
+from kpidash.core.insights.wording import news, number, percent, period_phrase, rate
 from kpidash.core.trend import Trend, TrendBreaks
 from kpidash.model import KPI, Grain, Series
 
@@ -57,7 +57,7 @@ def trend_insights(kpi: KPI, series: Series, trend: Trend, window: int, breaks: 
         before = 100 * b.slope_before / abs(level) if level else math.nan
         after = 100 * b.slope_after / abs(level) if level else math.nan
         text = (f"{kpi.name} changed course {period_phrase(label, series.grain)}: from "
-                f"{before:+.2g}% to {after:+.2g}% per {unit}")
+                f"{rate(before)} to {rate(after)} per {unit}")
         if b.jump:
             text += f", with a step of {number(b.jump, kpi.unit)}"
         change = (b.slope_after - b.slope_before) * horizon + b.jump

@@ -14,7 +14,7 @@ _PERCENT_UNITS = frozenset({"%", "percent", "pct"})
 
 
 def number(value: float | None, unit: str = "") -> str:
-    """1,234,567 · 12,345.6 · 6.123 · 0.04567; percent units stick to the number (6.1%)."""
+    """1,234,567 · 123.5 · 6.12 · 0.046; percent units stick to the number (6.1%)."""
     if value is None or not math.isfinite(value):
         return "n/a"
     a = abs(value)
@@ -51,6 +51,13 @@ def signed(value: float, unit: str = "") -> str:
     if unit.strip() in _PERCENT_UNITS:
         return f"{sign}{number(abs(value))} pts"
     return sign + number(abs(value), unit)
+
+
+def rate(pct: float) -> str:
+    """A signed percent rate with a true minus sign: '+0.53%', '−1.2%', '0%'."""
+    if not math.isfinite(pct) or abs(pct) < 0.005:
+        return "0%"
+    return f"{'+' if pct > 0 else '−'}{abs(pct):.2g}%"
 
 
 def verb(change: float, kpi: KPI) -> str:
