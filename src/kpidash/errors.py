@@ -12,6 +12,13 @@
     ├── AlertError                    an alert operation that cannot be done as asked
     │   └── IllegalTransition         a lifecycle move the alert state machine does not allow
     ├── NotFound                      a named thing (KPI, workspace) does not exist
+    ├── Conflict                      it already exists (a username, an id)
+    ├── AuthError                     who you are could not be established
+    │   ├── InvalidCredentials        wrong username or password (never says which)
+    │   ├── InvalidToken              missing, expired, tampered or revoked token
+    │   ├── TokenReused               an old refresh token came back: its session is revoked
+    │   └── RateLimited               too many failed logins; ``retry_after`` seconds
+    ├── Forbidden                     you are known but may not do this
     ├── QueryError                    a query that cannot be answered as asked
     └── StoreError                    the storage backend failed or is incompatible
         └── SchemaVersionError        the database was written by a newer kpidash
@@ -74,6 +81,38 @@ class IllegalTransition(AlertError):
 
 class NotFound(KpidashError):
     """A named thing does not exist."""
+
+
+class Conflict(KpidashError):
+    """The thing to create already exists."""
+
+
+class AuthError(KpidashError):
+    """Authentication failed."""
+
+
+class InvalidCredentials(AuthError):
+    """Wrong username or password; the message never says which."""
+
+
+class InvalidToken(AuthError):
+    """A token that is missing, expired, tampered with, or revoked."""
+
+
+class TokenReused(InvalidToken):
+    """A rotated-out refresh token was presented: its whole session has been revoked."""
+
+
+class RateLimited(AuthError):
+    """Too many attempts; try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Forbidden(KpidashError):
+    """The caller is known but their role or ownership does not allow this."""
 
 
 class QueryError(KpidashError):
