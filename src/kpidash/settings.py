@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kpidash.model import DEFAULT_WORKSPACE
@@ -27,6 +29,26 @@ class Settings(BaseSettings):
         default=None, description="YAML file of notification channels (webhook, email, log …)")
     public_url: str | None = Field(
         default=None, description="the dashboard's address, linked from notifications")
+    # -- the API server ----------------------------------------------------------------------
+    mode: Literal["production", "dev", "demo"] = Field(
+        default="production", description="production refuses to start without a secret")
+    secret: SecretStr | None = Field(
+        default=None, description="token signing key (≥ 32 characters); no default")
+    host: str = Field(default="127.0.0.1", description="address the server listens on")
+    port: int = Field(default=8000, ge=1, le=65535)
+    cors_origins: list[str] = Field(
+        default_factory=list, description="browser origins allowed to call the API")
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="largest JSON or line-protocol body")
+    max_upload_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="largest CSV/Parquet upload")
+    access_ttl_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    refresh_ttl_days: int = Field(default=30, ge=1, le=365)
+    session_idle_days: int = Field(default=7, ge=1, le=365)
+    refresh_tick_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="how often the background refresher looks")
+    alert_interval_seconds: float = Field(
+        default=60.0, ge=1, description="how often the alert manager ticks in the server")
 
     @field_validator("timezone", "input_timezone")
     @classmethod

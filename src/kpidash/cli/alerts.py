@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -313,6 +313,7 @@ def backtest(
     and with --incidents precision, recall and mean time to detect."""
     from kpidash.core.alerts.backtest import Incident
     from kpidash.engine.alert_backtest import backtest as run_backtest
+    from kpidash.engine.alert_backtest import backtest_doc
     from kpidash.engine.alerts import rules_from
 
     t0, t1 = parse_instant(start, "--from"), parse_instant(end, "--to")
@@ -326,7 +327,7 @@ def backtest(
                                                            for i in labelled], update)
     finally:
         engine.close()
-    docs = [_backtest_doc(run, sc) for run, sc in results]
+    docs = [backtest_doc(run, sc) for run, sc in results]
     if as_json:
         out.print_json(json.dumps(docs))
         return
@@ -376,27 +377,3 @@ def _incidents(path: Path) -> list[dict[str, Any]]:
                 raise InputError(f"{path}: incident #{n} ({item['id']}): {k} must be an ISO "
                                  f"date or instant, got {item[k]!r}") from None
     return items
-
-
-def _backtest_doc(run: Any, sc: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "rule": run.rule_id, "kpi": run.kpi_id, "from": run.start.isoformat(),
-        "to": run.end.isoformat(), "evaluations": run.evaluations,
-        "episodes": [{"slice": _slice(e.slice), "fingerprint": e.fingerprint,
-                      "fired_at": e.fired_at.astimezone(UTC).isoformat(),
-                      "resolved_at": e.resolved_at.astimezone(UTC).isoformat()
-                      if e.resolved_at else None, "peak": e.peak.label}
-                     for e in run.episodes],
-        "notifications": len(run.sent),
-        "notifications_per_week": run.per_week(),
-    }
-    if sc is not None:
-        doc["score"] = {
-            "relevant": sc.relevant, "detected": sc.detected, "episodes": sc.episodes,
-            "true_episodes": sc.true_episodes, "precision": sc.precision, "recall": sc.recall,
-            "mean_time_to_detect_hours": None if sc.mean_time_to_detect is None
-            else sc.mean_time_to_detect.total_seconds() / 3600,
-            "detections": [{"incident": i, "delay_hours": d.total_seconds() / 3600}
-                           for i, d in sc.detections],
-            "missed": list(sc.missed)}
-    return doc

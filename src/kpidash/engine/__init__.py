@@ -566,7 +566,8 @@ class Engine:
     def dashboard(self, kpi_ids: Sequence[str] | None = None, *, grain: Grain | str = Grain.DAY,
                   periods: int = 30, charts: Sequence[tuple[str, str | None]] | None = None,
                   title: str = "kpidash", now: datetime | None = None,
-                  recommendations: int = 0, user: str | None = None) -> dict[str, Any]:
+                  recommendations: int = 0, user: str | None = None,
+                  filters: Mapping[str, str | Sequence[str]] | None = None) -> dict[str, Any]:
         """Cards for ``kpi_ids`` (all KPIs by default) over the last ``periods`` complete
         periods before ``now`` (the clock by default), plus line charts ``(kpi_id, group_by)``
         and, with ``recommendations`` > 0, a widget of that many ranked insights.
@@ -578,11 +579,11 @@ class Engine:
         end_key = agg.period_keys(now, now + timedelta(microseconds=1), grain, self.timezone)[0]
         end = _key_to_instant(end_key, grain, self.timezone)
         start = _periods_back(end, grain, periods, self.timezone)
-        series = self.query_many(ids, grain, start, end)
+        series = self.query_many(ids, grain, start, end, filters=filters)
         cards = [widgets.kpi_card(self._registry.get(k), series[k][0]) for k in ids]
         chart_widgets = []
         for kpi_id, group_by in charts or ():
-            s = self.query(kpi_id, grain, start, end, group_by=group_by)
+            s = self.query(kpi_id, grain, start, end, group_by=group_by, filters=filters)
             chart_widgets.append(widgets.line_chart(self._registry.get(kpi_id), s))
         extra = []
         if recommendations > 0:

@@ -11,7 +11,7 @@ selection per period.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -125,4 +125,33 @@ def _forecaster(kpi: KPI, s: Series, horizon: int) -> Callable[[int], Any]:
     return at
 
 
-__all__ = ["backtest"]
+def backtest_doc(run: RuleReplay, sc: Score | None) -> dict[str, Any]:
+    """One rule's replay (and score) as JSON: episodes, notifications per week, metrics."""
+    doc: dict[str, Any] = {
+        "rule": run.rule_id, "kpi": run.kpi_id, "from": run.start.isoformat(),
+        "to": run.end.isoformat(), "evaluations": run.evaluations,
+        "episodes": [{"slice": _slice_text(e.slice), "fingerprint": e.fingerprint,
+                      "fired_at": e.fired_at.astimezone(UTC).isoformat(),
+                      "resolved_at": e.resolved_at.astimezone(UTC).isoformat()
+                      if e.resolved_at else None, "peak": e.peak.label}
+                     for e in run.episodes],
+        "notifications": len(run.sent),
+        "notifications_per_week": run.per_week(),
+    }
+    if sc is not None:
+        doc["score"] = {
+            "relevant": sc.relevant, "detected": sc.detected, "episodes": sc.episodes,
+            "true_episodes": sc.true_episodes, "precision": sc.precision, "recall": sc.recall,
+            "mean_time_to_detect_hours": None if sc.mean_time_to_detect is None
+            else sc.mean_time_to_detect.total_seconds() / 3600,
+            "detections": [{"incident": i, "delay_hours": d.total_seconds() / 3600}
+                           for i, d in sc.detections],
+            "missed": list(sc.missed)}
+    return doc
+
+
+def _slice_text(pairs: Any) -> str:
+    return ", ".join(f"{k}={v}" for k, v in pairs) or "(all)"
+
+
+__all__ = ["backtest", "backtest_doc"]
