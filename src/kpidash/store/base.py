@@ -203,6 +203,89 @@ class Store(Protocol):
         """Insight key → (times shown, last shown) for one user."""
         ...
 
+    # -- accounts (users and sessions are global; dashboards per workspace) -----------------
+
+    def add_user(self, user: Mapping[str, Any]) -> None:
+        """Insert a user (id, username, password_hash, role, doc, created_at, disabled); Conflict if taken."""
+        ...
+
+    def user(self, user_id: str) -> dict[str, Any] | None:
+        """One user by id (the fields above plus updated_at), or None."""
+        ...
+
+    def user_by_name(self, username: str) -> dict[str, Any] | None:
+        """One user by exact username, or None."""
+        ...
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user, by username."""
+        ...
+
+    def update_user(self, user_id: str, changes: Mapping[str, Any], now: datetime) -> bool:
+        """Set some of password_hash, role, doc (whole), disabled; True if the user exists."""
+        ...
+
+    def delete_user(self, user_id: str) -> bool:
+        """Delete a user, their sessions and owned dashboards, and unshare them; True if found."""
+        ...
+
+    def add_session(self, row: Mapping[str, Any]) -> bool:
+        """Insert a refresh-token row; with rotated_from, only if that row is current and live."""
+        ...
+
+    def session_row(self, *, token_id: str | None = None, refresh_hash: str | None = None,
+                    ) -> dict[str, Any] | None:
+        """One refresh-token row by id or refresh hash, with ``current`` (bool), or None."""
+        ...
+
+    def session(self, family_id: str) -> dict[str, Any] | None:
+        """A session (token family) by id: its current row, login created_at, token_id."""
+        ...
+
+    def sessions(self, user_id: str) -> list[dict[str, Any]]:
+        """A user's sessions (as ``session``), newest login first."""
+        ...
+
+    def touch_session(self, family_id: str, now: datetime) -> None:
+        """Set a session's last_seen to ``now``."""
+        ...
+
+    def revoke_sessions(self, now: datetime, *, user_id: str | None = None,
+                        family_id: str | None = None) -> int:
+        """Revoke a user's sessions or one session (not yet revoked); returns how many."""
+        ...
+
+    def add_login_failures(self, keys: Sequence[str], at: datetime) -> None:
+        """Record one failed login at ``at`` under each key."""
+        ...
+
+    def login_failures(self, keys: Sequence[str], since: datetime,
+                       ) -> dict[str, list[datetime]]:
+        """Failure times at or after ``since`` for every key given, oldest first."""
+        ...
+
+    def clear_login_failures(self, keys: Sequence[str] | None = None, *,
+                             before: datetime | None = None) -> int:
+        """Forget failures of some keys (None: all), or only those before ``before``."""
+        ...
+
+    def put_dashboard(self, workspace: str, doc: Mapping[str, Any]) -> None:
+        """Insert or replace a dashboard (id, owner_id, name, spec, shared_with, times) by id."""
+        ...
+
+    def dashboard(self, workspace: str, dashboard_id: str) -> dict[str, Any] | None:
+        """One dashboard by id, or None."""
+        ...
+
+    def dashboards(self, workspace: str, *, visible_to: str | None = None,
+                   ) -> list[dict[str, Any]]:
+        """Dashboards by name then id; with ``visible_to``, owned by or shared with that user."""
+        ...
+
+    def delete_dashboard(self, workspace: str, dashboard_id: str) -> bool:
+        """Delete a dashboard; True if it existed."""
+        ...
+
     def last_seen(self, workspace: str, kpi_ids: Sequence[str], by: str | None = None,
                   ) -> dict[tuple[str, str | None], datetime]:
         """Latest point time per (kpi, value of dimension ``by`` or None)."""

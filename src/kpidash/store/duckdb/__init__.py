@@ -35,6 +35,7 @@ from kpidash.core.batch import SERIES_KEY_SEP, CleanBatch
 from kpidash.errors import SchemaVersionError, StoreError
 from kpidash.model import DEFAULT_WORKSPACE, Aggregation, Grain
 from kpidash.store.base import AggSpec, WriteStats
+from kpidash.store.duckdb.accounts import AccountTables
 from kpidash.store.duckdb.alerts import AlertTables
 from kpidash.store.duckdb.audit import AuditTables
 from kpidash.store.duckdb.outbox import OutboxTable
@@ -46,7 +47,7 @@ from kpidash.store.duckdb.usage import UsageTables
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "DuckDBStore"]
 
 
-class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables):
+class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables, AccountTables):
     """A Store on one DuckDB database file (or ``:memory:``)."""
 
     def __init__(self, path: str = ":memory:", *, memory_limit: str | None = None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -98,5 +98,27 @@ MIGRATIONS: dict[int, list[str]] = {
                insight_key VARCHAR NOT NULL, first_shown TIMESTAMPTZ NOT NULL,
                last_shown TIMESTAMPTZ NOT NULL, times INTEGER NOT NULL,
                PRIMARY KEY (workspace_id, user_id, insight_key))""",
+    ],
+    7: [
+        # accounts: users are global (workspace membership comes later), profile fields in a
+        # JSON doc; one sessions row per refresh token issued, its hash only, chained by
+        # rotated_from within a family (the login session) so a rotated-out token is
+        # recognised when it comes back; failed logins by key (user or address) for rate
+        # limiting; dashboards belong to a workspace like everything else
+        """CREATE TABLE users (id VARCHAR PRIMARY KEY, username VARCHAR NOT NULL UNIQUE,
+               password_hash VARCHAR NOT NULL, role VARCHAR NOT NULL, doc JSON NOT NULL,
+               created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL,
+               disabled BOOLEAN NOT NULL DEFAULT false)""",
+        """CREATE TABLE sessions (id VARCHAR PRIMARY KEY, user_id VARCHAR NOT NULL,
+               family_id VARCHAR NOT NULL, refresh_hash VARCHAR NOT NULL UNIQUE,
+               created_at TIMESTAMPTZ NOT NULL, last_seen TIMESTAMPTZ NOT NULL,
+               expires_at TIMESTAMPTZ NOT NULL, revoked_at TIMESTAMPTZ,
+               user_agent VARCHAR NOT NULL DEFAULT '', address VARCHAR NOT NULL DEFAULT '',
+               rotated_from VARCHAR)""",
+        "CREATE TABLE login_failures (key VARCHAR NOT NULL, at_ts TIMESTAMPTZ NOT NULL)",
+        """CREATE TABLE dashboards (workspace_id VARCHAR NOT NULL, id VARCHAR NOT NULL,
+               owner_id VARCHAR NOT NULL, name VARCHAR NOT NULL, spec JSON NOT NULL,
+               shared_with JSON NOT NULL, created_at TIMESTAMPTZ NOT NULL,
+               updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (workspace_id, id))""",
     ],
 }
