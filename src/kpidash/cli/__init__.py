@@ -23,6 +23,7 @@ from kpidash.cli import (
     insights,
     kpis,
     quality,
+    serve,
     trends,
 )
 from kpidash.cli._shared import err, state
@@ -108,6 +109,7 @@ trends.register(app)
 detect.register(app)
 forecast.register(app)
 insights.register(app)
+serve.register(app)
 
 
 if __name__ == "__main__":

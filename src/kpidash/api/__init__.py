@@ -1,0 +1,131 @@
+"""The HTTP API: ``create_app(settings)`` builds a FastAPI app (nothing at import time).
+
+Routes live in :mod:`kpidash.api.routes` (one module per area) and :mod:`kpidash.api.live`
+(WebSocket, SSE, the background refresher); every error leaves through the envelope of
+:mod:`kpidash.api.errors`; the caller comes from :mod:`kpidash.api.deps`. The app calls the
+engine and the accounts service, never a store directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+
+from kpidash.api import errors
+from kpidash.api.deps import AppState
+from kpidash.api.hub import Hub
+from kpidash.api.metrics import Metrics
+from kpidash.clock import Clock, SystemClock
+from kpidash.errors import ConfigError
+from kpidash.settings import Settings
+
+if TYPE_CHECKING:
+    from kpidash.auth import Accounts
+    from kpidash.engine import Engine
+
+log = logging.getLogger("kpidash.api")
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+API_CACHE = "no-store"
+
+
+def signing_secret(settings: Settings) -> str:
+    """The token signing key; outside dev/demo mode one must be configured."""
+    if settings.secret is not None:
+        value = settings.secret.get_secret_value()
+        if len(value) < 32:
+            raise ConfigError("KPIDASH_SECRET must be at least 32 characters (e.g. the output "
+                              "of `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
+        return value
+    if settings.mode in ("dev", "demo"):
+        log.warning("no KPIDASH_SECRET: using a random one for this process (%s mode); "
+                    "tokens stop working when it restarts", settings.mode)
+        return secrets.token_urlsafe(48)
+    raise ConfigError("KPIDASH_SECRET is not set: the server refuses to start without a token "
+                      "signing key outside dev/demo mode (set KPIDASH_SECRET, or "
+                      "KPIDASH_MODE=dev for local use)")
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
+               engine: Engine | None = None, accounts: Accounts | None = None) -> FastAPI:
+    """Build the app. ``engine``/``accounts``/``clock`` are for tests and the demo; by
+    default they come from ``settings``."""
+    from kpidash.api import live
+    from kpidash.api.routes import alerts, auth, dashboards, data, insights, system
+    from kpidash.auth import Accounts, AuthSettings
+    from kpidash.engine import Engine
+
+    settings = settings or Settings()
+    clock = clock or SystemClock()
+    secret = signing_secret(settings)
+    engine = engine or Engine.from_settings(settings, clock)
+    if accounts is None:
+        accounts = Accounts(engine.store, clock, AuthSettings(
+            secret=secret, access_ttl=timedelta(minutes=settings.access_ttl_minutes),
+            refresh_ttl=timedelta(days=settings.refresh_ttl_days),
+            idle_timeout=timedelta(days=settings.session_idle_days)),
+            workspace=engine.workspace)
+    st = AppState(settings, clock, engine, accounts, Hub(), Metrics())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        st.changed = asyncio.Event()  # bound to the server's loop
+        task = asyncio.create_task(live.refresher(st, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            st.changed.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 10)
+            st.locked(engine.close)
+
+    from importlib.metadata import version
+
+    app = FastAPI(title="kpidash", version=version("kpidash"), lifespan=lifespan,
+                  description="KPI intelligence engine: KPIs, data, analytics, alerts, "
+                              "insights and dashboards as JSON.")
+    app.state.kpidash = st
+    errors.install(app)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_credentials=False, allow_methods=["*"],
+                           allow_headers=["Authorization", "Content-Type"])
+
+    @app.middleware("http")
+    async def measure(request: Request,
+                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        st.metrics.requests.labels(request.method, path, str(response.status_code)).inc()
+        st.metrics.latency.labels(request.method, path).observe(time.perf_counter() - started)
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+        if request.url.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", API_CACHE)
+        return response
+
+    for module in (auth, data, alerts, insights, dashboards, system):
+        app.include_router(module.router)
+    app.include_router(data.compat)
+    app.include_router(live.router)
+    return app
+
+
+__all__ = ["create_app", "signing_secret"]

@@ -1,0 +1,123 @@
+"""Dashboard specs → rendered JSON (widgets themed for the viewer), with a render cache.
+
+A dashboard spec (stored per user, see :mod:`kpidash.auth`) names its KPIs, a grain, a range
+(``{"last": "30d"}``), filters, a theme override and a layout. Layout item ids say which
+widgets exist beyond the KPI cards: ``chart:<kpi>`` or ``chart:<kpi>:<dimension>`` (a line
+chart, grouped by the dimension), ``insights`` (the recommendations widget); the alerts
+panel (active alerts, most urgent first) always travels in the top-level ``alerts`` list.
+
+A render is cached under (dashboard, spec, theme, the current period, the data versions of
+its KPIs, a time bucket of its refresh interval): a dashboard whose data did not change is
+served from memory, and one whose KPIs received points is rendered again on the next read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from kpidash.core import aggregate as agg
+from kpidash.core.alerts import codec
+from kpidash.errors import QueryError
+from kpidash.model import Grain
+
+if TYPE_CHECKING:
+    from kpidash.api.deps import AppState
+
+_RANGE_RE = re.compile(r"^(\d{1,5})([hdwmqy])$")
+_DAYS = {"h": 1 / 24, "d": 1, "w": 7, "m": 30.4375, "q": 91.3125, "y": 365.25}
+_GRAIN_DAYS = {Grain.MINUTE: 1 / 1440, Grain.HOUR: 1 / 24, Grain.DAY: 1, Grain.WEEK: 7,
+               Grain.MONTH: 30.4375, Grain.QUARTER: 91.3125, Grain.YEAR: 365.25}
+DEFAULT_SPEC: dict[str, Any] = {"grain": "day", "range": {"last": "30d"}, "refresh_interval": 60}
+MAX_PERIODS = 2000
+
+
+def periods_for(range_spec: Any, grain: Grain) -> int:
+    """``{"last": "30d"}`` at a day grain → 30 periods; at a week grain → 5 (rounded up)."""
+    last = (range_spec or {}).get("last", "30d") if isinstance(range_spec, dict) else "30d"
+    m = _RANGE_RE.match(str(last))
+    if m is None:
+        raise QueryError(f"range.last must look like 30d, 12w, 6m, 2y or 48h, got {last!r}")
+    days = int(m.group(1)) * _DAYS[m.group(2)]
+    n = max(1, math.ceil(days / _GRAIN_DAYS[grain] - 1e-9))
+    if n > MAX_PERIODS:
+        raise QueryError(f"range {last} at a {grain} grain is {n} periods; the most a "
+                         f"dashboard shows is {MAX_PERIODS}: use a coarser grain")
+    return n
+
+
+def charts_of(layout: Any) -> list[tuple[str, str | None]]:
+    out: list[tuple[str, str | None]] = []
+    for item in layout or []:
+        ident = str(item.get("id", "")) if isinstance(item, dict) else ""
+        if ident.startswith("chart:"):
+            parts = ident.split(":")
+            out.append((parts[1], parts[2] if len(parts) > 2 and parts[2] else None))
+    return out
+
+
+def wants_insights(layout: Any) -> bool:
+    return any(isinstance(i, dict) and i.get("id") == "insights" for i in layout or [])
+
+
+def render(st: AppState, spec: dict[str, Any], *, theme: str | None, user: str | None,
+           key: str | None = None, title: str = "kpidash") -> dict[str, Any]:
+    """Render ``spec`` (call under the engine lock). ``key`` enables the cache."""
+    engine = st.engine
+    now = st.clock.now()
+    spec = {**DEFAULT_SPEC, **{k: v for k, v in spec.items() if v is not None}}
+    try:
+        grain = Grain(spec["grain"])
+    except ValueError:
+        raise QueryError(f"grain must be one of {', '.join(g.value for g in Grain)}, got "
+                         f"{spec['grain']!r}") from None
+    kpi_ids = list(spec.get("kpis") or [k.id for k in engine.registry])
+    for k in kpi_ids:
+        engine.registry.get(k)
+    charts = charts_of(spec.get("layout"))
+    used = {i for k in [*kpi_ids, *(c[0] for c in charts)]
+            for i in engine.registry.simple_inputs(k)}
+    period = agg.period_keys(now, now + timedelta(microseconds=1), grain, engine.timezone)[0]
+    ttl = max(5, int(spec.get("refresh_interval") or 60))
+    cache_key = None
+    if key is not None:
+        cache_key = (key, json.dumps(spec, sort_keys=True, default=str), theme, str(period),
+                     tuple(sorted((k, st.versions.get(k, 0)) for k in used)),
+                     int(now.timestamp() // ttl))
+        hit = st.renders.get(cache_key)
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
+    with st.metrics.refresh.time():
+        board = engine.dashboard(kpi_ids, grain=grain, periods=periods_for(spec.get("range"),
+                                                                           grain),
+                                 charts=charts, title=title, now=now,
+                                 recommendations=5 if wants_insights(spec.get("layout")) else 0,
+                                 user=user, filters=spec.get("filters") or None)
+        board["alerts"] = [alert_json(a) for a in engine.alerts(states=["firing", "recovering",
+                                                                         "pending"])][:50]
+        board["layout"] = list(spec.get("layout") or [])
+    if theme:
+        from kpidash.core.themes import apply, get_theme
+
+        board = apply(board, get_theme(theme))
+    board["etag"] = hashlib.sha256(json.dumps(board, sort_keys=True, default=str)
+                                   .encode()).hexdigest()[:16]
+    if cache_key is not None:
+        if len(st.renders) > 512:
+            st.renders.clear()
+        st.renders[cache_key] = board
+    return board
+
+
+def alert_json(a: Any) -> dict[str, Any]:
+    doc = codec.instance_to_doc(a)
+    doc["slice"] = dict(a.slice)
+    return doc
+
+
+def iso(ts: datetime | None) -> str | None:
+    return ts.isoformat() if ts else None

@@ -1,0 +1,98 @@
+"""Dashboards: each user's own (layout, KPIs, filters, range, grain, refresh, theme), shared
+read-only with others, rendered to themed JSON widgets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from kpidash.api.deps import State, Viewer
+from kpidash.api.render import render
+
+router = APIRouter(prefix="/api/v1", tags=["dashboards"])
+
+
+class DashboardBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    spec: dict[str, Any] = Field(default_factory=dict)
+
+
+class DashboardPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    spec: dict[str, Any] | None = None
+
+
+class ShareBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_ids: list[str] = Field(max_length=1000)
+
+
+def _check_kpis(st: Any, spec: dict[str, Any]) -> None:
+    for k in spec.get("kpis") or []:
+        st.engine.registry.get(str(k))
+
+
+@router.get("/dashboards", summary="My dashboards and those shared with me")
+async def list_dashboards(st: State, me: Viewer) -> list[dict[str, Any]]:
+    return [d.to_dict() for d in await st.run(st.accounts.list_dashboards, me.user_id)]
+
+
+@router.post("/dashboards", status_code=201, summary="Create a dashboard")
+async def create_dashboard(st: State, me: Viewer, body: DashboardBody) -> dict[str, Any]:
+    _check_kpis(st, body.spec)
+    d = await st.run(st.accounts.create_dashboard, me.user_id, body.name, body.spec)
+    return d.to_dict()
+
+
+@router.get("/dashboards/{dashboard_id}", summary="One dashboard (spec and layout)")
+async def get_dashboard(st: State, me: Viewer, dashboard_id: str) -> dict[str, Any]:
+    return (await st.run(st.accounts.get_dashboard, me.user_id, dashboard_id)).to_dict()
+
+
+@router.patch("/dashboards/{dashboard_id}", summary="Rename or change spec/layout (owner)")
+async def patch_dashboard(st: State, me: Viewer, dashboard_id: str,
+                          body: DashboardPatch) -> dict[str, Any]:
+    if body.spec is not None:
+        _check_kpis(st, body.spec)
+    d = await st.run(st.accounts.update_dashboard, me.user_id, dashboard_id, name=body.name,
+                     spec=body.spec)
+    return d.to_dict()
+
+
+@router.delete("/dashboards/{dashboard_id}", status_code=204, summary="Delete (owner)")
+async def delete_dashboard(st: State, me: Viewer, dashboard_id: str) -> Response:
+    await st.run(st.accounts.delete_dashboard, me.user_id, dashboard_id)
+    return Response(status_code=204)
+
+
+@router.put("/dashboards/{dashboard_id}/share", summary="Share read-only with these users")
+async def share(st: State, me: Viewer, dashboard_id: str, body: ShareBody) -> dict[str, Any]:
+    d = await st.run(st.accounts.share_dashboard, me.user_id, dashboard_id, body.user_ids)
+    return d.to_dict()
+
+
+@router.get("/dashboards/{dashboard_id}/render", summary="The dashboard's widgets (JSON)")
+async def render_dashboard(st: State, me: Viewer, dashboard_id: str,
+                           theme: str | None = None) -> dict[str, Any]:
+    d = await st.run(st.accounts.get_dashboard, me.user_id, dashboard_id)
+    chosen = theme or d.spec.get("theme") or await _user_theme(st, me.user_id)
+    return await st.run(render, st, d.spec, theme=chosen, user=me.username, key=d.id,
+                        title=d.name)
+
+
+@router.get("/render", summary="A dashboard of every KPI (no saved spec needed)")
+async def render_default(st: State, me: Viewer, theme: str | None = None,
+                         grain: str = "day") -> dict[str, Any]:
+    chosen = theme or await _user_theme(st, me.user_id)
+    return await st.run(render, st, {"grain": grain}, theme=chosen, user=me.username,
+                        key="__all__")
+
+
+async def _user_theme(st: Any, user_id: str) -> str | None:
+    user = await st.run(st.accounts.get_user, user_id)
+    theme: str | None = user.theme
+    return theme

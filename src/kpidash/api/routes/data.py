@@ -1,0 +1,246 @@
+"""KPI definitions, ingestion (JSON batch, CSV/Parquet upload, InfluxDB line protocol) and
+queries (series, forecasts, anomalies, data quality, trends)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from kpidash.api.deps import Analyst, State, Viewer
+from kpidash.api.errors import PayloadTooLarge as TooLarge
+from kpidash.errors import InputError, QueryError
+
+router = APIRouter(prefix="/api/v1", tags=["data"])
+compat = APIRouter(tags=["data"])  # paths InfluxDB clients use
+
+Filters = Annotated[list[str] | None, Query(
+    alias="filter", description="dim:value (repeat; the same dim twice = either value)")]
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) more than ``limit`` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the body is {int(declared):,} bytes; the limit is {limit:,} "
+                       "(KPIDASH_MAX_BODY_BYTES / KPIDASH_MAX_UPLOAD_BYTES)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the body is over the limit of {limit:,} bytes "
+                           "(KPIDASH_MAX_BODY_BYTES / KPIDASH_MAX_UPLOAD_BYTES)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def filters_of(values: list[str] | None) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for f in values or []:
+        if ":" not in f:
+            raise QueryError(f"filter expects dim:value, got {f!r}")
+        d, v = f.split(":", 1)
+        out.setdefault(d.strip(), []).append(v.strip())
+    return out
+
+
+def instant(text: str | None, name: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise QueryError(f"{name} expects an ISO date or timestamp, got {text!r}") from None
+    if ts.tzinfo is None:
+        raise QueryError(f"{name} must carry a UTC offset (e.g. 2024-06-01T00:00:00Z), got "
+                         f"{text!r}")
+    return ts
+
+
+# -- KPI definitions --------------------------------------------------------------------------
+
+
+@router.get("/kpis", summary="KPI definitions")
+async def list_kpis(st: State, _: Viewer) -> list[dict[str, Any]]:
+    return [k.model_dump(mode="json") for k in st.engine.registry]
+
+
+@router.get("/kpis/{kpi_id}", summary="One KPI definition")
+async def get_kpi(st: State, _: Viewer, kpi_id: str) -> dict[str, Any]:
+    return st.engine.registry.get(kpi_id).model_dump(mode="json")
+
+
+def _definitions(body: Any) -> list[Any]:
+    items = body.get("kpis") if isinstance(body, dict) and "kpis" in body else body
+    items = [items] if isinstance(items, dict) else items
+    if not isinstance(items, list):
+        raise InputError("expected a KPI definition, a list of them, or {\"kpis\": [...]}")
+    return items
+
+
+@router.post("/kpis", status_code=201, summary="Add or replace KPI definitions")
+async def put_kpis(st: State, _: Analyst, request: Request) -> list[dict[str, Any]]:
+    items = _definitions(await _json(request, st.settings.max_body_bytes))
+    reg = await st.run(st.engine.register, items)
+    ids = {i.get("id") for i in items if isinstance(i, dict)}
+    return [k.model_dump(mode="json") for k in reg if k.id in ids]
+
+
+@router.put("/kpis/{kpi_id}", summary="Replace one KPI definition")
+async def put_kpi(st: State, _: Analyst, kpi_id: str, request: Request) -> dict[str, Any]:
+    body = await _json(request, st.settings.max_body_bytes)
+    if not isinstance(body, dict):
+        raise InputError("expected a KPI definition (a JSON object)")
+    if body.get("id", kpi_id) != kpi_id:
+        raise InputError(f"the body's id {body.get('id')!r} differs from the path's {kpi_id!r}")
+    reg = await st.run(st.engine.register, [{**body, "id": kpi_id}])
+    st.bump([kpi_id])
+    return reg.get(kpi_id).model_dump(mode="json")
+
+
+@router.delete("/kpis/{kpi_id}", status_code=204, summary="Delete a KPI definition")
+async def delete_kpi(st: State, _: Analyst, kpi_id: str) -> Response:
+    await st.run(st.engine.delete_kpi, kpi_id)
+    st.bump([kpi_id])
+    return Response(status_code=204)
+
+
+@router.post("/kpis/validate", summary="Check definitions without storing them")
+async def validate_kpis(st: State, _: Viewer, request: Request) -> dict[str, Any]:
+    from kpidash.core.registry import validate_definitions
+
+    items = _definitions(await _json(request, st.settings.max_body_bytes))
+    _, report = validate_definitions(items, source="request")
+    return {"ok": report.ok, "errors": report.error_count,
+            "issues": [i.to_dict() for i in report.issues]}
+
+
+async def _json(request: Request, limit: int) -> Any:
+    raw = await read_limited(request, limit)
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"the body is not valid JSON: {exc}") from None
+
+
+# -- ingestion --------------------------------------------------------------------------------
+
+
+def _ingested(st: Any, result: Any, kpis: set[str], source: str) -> dict[str, Any]:
+    st.bump(kpis)
+    st.metrics.points.labels(source).inc(result.written)
+    st.changed.set()
+    return {"rows": result.rows, "written": result.written, "new_series": result.new_series,
+            "corrected": result.corrected, "warnings": result.warnings}
+
+
+@router.post("/ingest", summary="Ingest a JSON batch {\"points\": [...]} (all or nothing)")
+async def ingest(st: State, _: Analyst, request: Request) -> dict[str, Any]:
+    from kpidash import sources
+
+    raw = await read_limited(request, st.settings.max_body_bytes)
+    table = sources.points_from_json(raw)
+    result = await st.run(st.engine.ingest_table, table, source="json")
+    kpis = set(table.column("kpi").to_pylist()) if "kpi" in table.column_names else set()
+    return _ingested(st, result, kpis, "json")
+
+
+@router.post("/ingest/file", summary="Upload a CSV or Parquet file (raw body)")
+async def ingest_file(st: State, _: Analyst, request: Request,
+                      format: Annotated[str, Query(pattern="^(csv|parquet|json)$")] = "csv",
+                      ) -> dict[str, Any]:
+    raw = await read_limited(request, st.settings.max_upload_bytes)
+    suffix = {"csv": ".csv", "parquet": ".parquet", "json": ".json"}[format]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        path.write_bytes(raw)
+        result = await st.run(st.engine.ingest_file, path, fmt=format)
+    kpis = {k.id for k in st.engine.registry}
+    return _ingested(st, result, kpis, format)
+
+
+@router.post("/write", summary="InfluxDB line protocol (v1/v2 compatible)", status_code=204)
+@compat.post("/write", include_in_schema=False, status_code=204)
+@compat.post("/api/v2/write", include_in_schema=False, status_code=204)
+async def write(st: State, _: Analyst, request: Request,
+                precision: Annotated[str, Query()] = "ns",
+                mapping: Annotated[str, Query(pattern="^(measurement|field)$")] = "measurement",
+                ) -> Response:
+    from kpidash.core.lineprotocol import parse, precision_of
+    from kpidash.errors import BatchRejected
+
+    raw = await read_limited(request, st.settings.max_body_bytes)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"line protocol must be UTF-8; byte {exc.start} is not") from None
+    table, report = parse(text, precision=precision_of(precision), now=st.clock.now(),
+                          mapping=mapping)
+    if table is None:
+        raise BatchRejected("line protocol batch rejected, nothing written", report)
+    result = await st.run(st.engine.ingest_table, table, source="line protocol")
+    _ingested(st, result, set(table.column("kpi").to_pylist()), "line_protocol")
+    return Response(status_code=204)
+
+
+# -- queries ----------------------------------------------------------------------------------
+
+
+@router.get("/series/{kpi_id}", summary="A KPI at a grain over a range, filtered, grouped")
+async def series(st: State, me: Viewer, kpi_id: str, grain: str = "day",
+                 start: Annotated[str | None, Query(alias="from")] = None,
+                 end: Annotated[str | None, Query(alias="to")] = None,
+                 filters: Filters = None, by: str | None = None,
+                 tz: str | None = None) -> list[dict[str, Any]]:
+    flt = filters_of(filters)
+    out = await st.run(st.engine.query, kpi_id, grain, instant(start, "from"),
+                       instant(end, "to"), tz=tz, filters=flt, group_by=by)
+    kind = "apply_filter" if flt else "view_kpi"
+    await st.run(st.engine.record_interaction, me.username, kind, kpi_id=kpi_id,
+                 filters=flt or None, role=me.role)
+    return [s.to_dict() for s in out]
+
+
+@router.get("/forecast/{kpi_id}", summary="Forecast a KPI (model chosen by backtest)")
+async def forecast(st: State, _: Viewer, kpi_id: str, grain: str = "day",
+                   horizon: Annotated[int, Query(ge=1, le=1000)] = 28,
+                   filters: Filters = None, by: str | None = None) -> list[dict[str, Any]]:
+    out = await st.run(st.engine.forecast, kpi_id, grain, horizon, filters=filters_of(filters),
+                       group_by=by)
+    return [f.to_dict() for f in out]
+
+
+@router.get("/anomalies", summary="Stored anomalies")
+async def anomalies(st: State, _: Viewer, kpi: str | None = None,
+                    since: str | None = None) -> list[dict[str, Any]]:
+    if kpi is not None:
+        st.engine.registry.get(kpi)
+    return await st.run(st.engine.anomalies, kpi, instant(since, "since"))
+
+
+@router.post("/anomalies/detect/{kpi_id}", summary="Score a KPI and store new anomalies")
+async def detect(st: State, _: Analyst, kpi_id: str, grain: str = "day",
+                 filters: Filters = None, by: str | None = None) -> Response:
+    r = await st.run(st.engine.detect_anomalies, kpi_id, grain, filters=filters_of(filters),
+                     group_by=by)
+    body = json.dumps({"new": r.new, "anomalies": r.found}, default=str)
+    return Response(body, media_type="application/json")
+
+
+@router.get("/quality/{kpi_id}", summary="Data-quality report of a simple KPI")
+async def quality(st: State, _: Viewer, kpi_id: str) -> dict[str, Any]:
+    return (await st.run(st.engine.quality, kpi_id)).to_dict()
+
+
+@router.get("/trends/{kpi_id}", summary="Change, trend and trend breaks")
+async def trends(st: State, _: Viewer, kpi_id: str, grain: str = "week",
+                 filters: Filters = None, by: str | None = None) -> list[dict[str, Any]]:
+    out = await st.run(st.engine.trend, kpi_id, grain, filters=filters_of(filters), group_by=by)
+    return [t.to_dict() for t in out]
+
+
+__all__ = ["compat", "router"]

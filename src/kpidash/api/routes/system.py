@@ -1,0 +1,34 @@
+"""Health, Prometheus metrics, the widget JSON Schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from kpidash.api.deps import State
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/api/v1/health", summary="Liveness and the store's state (no auth)")
+async def health(st: State) -> dict[str, Any]:
+    from importlib.metadata import version
+
+    version_ = await st.run(st.engine.store.schema_version)
+    return {"status": "ok", "version": version("kpidash"), "store": st.engine.store.url,
+            "schema_version": version_, "live_clients": len(st.hub.clients)}
+
+
+@router.get("/metrics", summary="Prometheus metrics (no auth)")
+async def metrics(st: State) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(st.metrics.render_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/v1/schemas/{name}", summary="A widget JSON Schema (no auth)")
+async def schema(name: str) -> dict[str, Any]:
+    from kpidash.schemas import load_schema
+
+    return load_schema(name)

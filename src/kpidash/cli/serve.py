@@ -1,0 +1,166 @@
+"""``kpidash serve`` (the API server) and ``kpidash users`` (accounts)."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from datetime import timedelta
+from typing import Annotated, Any
+
+import typer
+
+from kpidash.cli._shared import err, out, progress, settings
+from kpidash.errors import ConfigError, Conflict, InputError
+
+users_app = typer.Typer(help="User accounts (the first admin is created here).",
+                        no_args_is_help=True)
+
+DEMO_USER = "demo"
+DEMO_LAYOUT = [
+    {"id": "card:revenue", "x": 0, "y": 0, "w": 3, "h": 2},
+    {"id": "card:mrr", "x": 3, "y": 0, "w": 3, "h": 2},
+    {"id": "card:customer_churn_rate", "x": 6, "y": 0, "w": 3, "h": 2},
+    {"id": "card:signups", "x": 9, "y": 0, "w": 3, "h": 2},
+    {"id": "chart:revenue:region", "x": 0, "y": 2, "w": 8, "h": 5},
+    {"id": "insights", "x": 8, "y": 2, "w": 4, "h": 5},
+    {"id": "chart:customer_churn_rate", "x": 0, "y": 7, "w": 6, "h": 4},
+    {"id": "chart:signups", "x": 6, "y": 7, "w": 6, "h": 4},
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.add_typer(users_app, name="users")
+
+
+def _accounts(engine: Any, cfg: Any) -> Any:
+    from kpidash.api import signing_secret
+    from kpidash.auth import Accounts, AuthSettings
+
+    return Accounts(engine.store, engine.clock, AuthSettings(secret=signing_secret(cfg)),
+                    workspace=engine.workspace)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address [KPIDASH_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [KPIDASH_PORT].")] = None,
+    demo: Annotated[bool, typer.Option(
+        "--demo", help="Load the demo data, create a demo login (printed once), dev mode.")
+                    ] = False,
+    days: Annotated[int, typer.Option(help="Days of demo data.")] = 730,
+) -> None:
+    """Run the API server (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from kpidash.api import create_app
+    from kpidash.engine import Engine
+
+    cfg = settings(host=host, port=port, **({"mode": "demo"} if demo else {}))
+    engine = Engine.from_settings(cfg)
+    login = None
+    if demo:
+        login = _load_demo(engine, cfg, days)
+    app = create_app(cfg, engine=engine)
+    url = f"http://{cfg.host}:{cfg.port}"
+    out.print(f"kpidash serving {engine.store.url} at {url}  (API docs: {url}/docs)",
+              markup=False)
+    if login:
+        out.print(f"demo login: user {login[0]!r}, password {login[1]!r} (shown once)",
+                  markup=False)
+    sys.stdout.flush()
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")
+
+
+def _load_demo(engine: Any, cfg: Any, days: int) -> tuple[str, str]:
+    from kpidash import demo as demo_data
+    from kpidash.packs import load_pack
+
+    engine.register(load_pack("saas"))
+    last = engine.clock.now().date() - timedelta(days=1)
+    rng = engine.store.time_range(engine.workspace, ["revenue"])
+    if rng is None or rng[1].date() < last:
+        data = demo_data.generate(last, days=days)
+        with progress("loading demo data") as update:
+            result = engine.ingest_table(data.points, source="demo")
+            update(result.rows, result.rows)
+        err.print(f"demo: {result.written:,} points for {days} days up to {last}", markup=False)
+    accounts = _accounts(engine, cfg)
+    password = secrets.token_urlsafe(12)
+    user = accounts.get_user_by_name(DEMO_USER) if _exists(accounts, DEMO_USER) else None
+    if user is None:
+        from kpidash.auth import Role
+
+        user = accounts.create_user(DEMO_USER, password, role=Role.ADMIN,
+                                    display_name="Demo user")
+    else:
+        accounts.set_password(user.id, password)
+    if not accounts.list_dashboards(user.id):
+        accounts.create_dashboard(user.id, "SaaS overview", {
+            "kpis": ["revenue", "mrr", "customer_churn_rate", "signups"], "grain": "day",
+            "range": {"last": "90d"}, "refresh_interval": 30, "layout": DEMO_LAYOUT})
+    return DEMO_USER, password
+
+
+def _exists(accounts: Any, name: str) -> bool:
+    from kpidash.errors import NotFound
+
+    try:
+        accounts.get_user_by_name(name)
+    except NotFound:
+        return False
+    return True
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Argument(help="Login name (lowercase).")],
+    role: Annotated[str, typer.Option(help="viewer, analyst or admin.")] = "viewer",
+    display_name: Annotated[str, typer.Option(help="Shown in the dashboard.")] = "",
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read the password from standard input.")] = False,
+) -> None:
+    """Create a user; the password is prompted for (never an argument)."""
+    from kpidash.auth import Role
+    from kpidash.engine import Engine
+
+    try:
+        chosen = Role(role)
+    except ValueError:
+        raise InputError(f"--role must be viewer, analyst or admin, got {role!r}") from None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        raise InputError("an empty password is not allowed")
+    cfg = settings(**({} if settings().secret else {"mode": "dev"}))
+    engine = Engine.from_settings(cfg)
+    try:
+        accounts = _accounts(engine, cfg)
+        user = accounts.create_user(username, password, role=chosen, display_name=display_name)
+        out.print(f"user {user.username} ({user.role}) created, id {user.id}", markup=False)
+    except Conflict:
+        raise ConfigError(f"user {username!r} already exists") from None
+    finally:
+        engine.close()
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users."""
+    from rich.table import Table
+
+    from kpidash.engine import Engine
+
+    cfg = settings(**({} if settings().secret else {"mode": "dev"}))
+    engine = Engine.from_settings(cfg)
+    try:
+        table = Table("id", "username", "role", "display name", "disabled")
+        for u in _accounts(engine, cfg).list_users():
+            table.add_row(u.id, u.username, str(u.role), u.display_name, str(u.disabled))
+        out.print(table)
+    finally:
+        engine.close()
+
+
+__all__ = ["register"]
