@@ -224,3 +224,26 @@ def test_gzipped_csv_and_progress_reaches_the_file_size(engine: Engine, tmp_path
     res = engine.ingest_file(f, progress=lambda done, total: seen.append((done, total)))
     assert res.written == 4
     assert seen[-1] == (f.stat().st_size, f.stat().st_size)
+
+
+def test_delete_kpi_keeps_or_purges_data_and_refuses_while_used(tmp_path: Path) -> None:
+    from kpidash.errors import Conflict, NotFound
+
+    e = Engine(open_store(str(tmp_path / "d.duckdb")), FixedClock(datetime(2024, 3, 1,
+                                                                            tzinfo=UTC)))
+    e.register([{"id": "a", "name": "A"}, {"id": "b", "name": "B"},
+                {"id": "r", "name": "R", "kind": "ratio", "numerator": "a", "denominator": "b"}])
+    e.ingest([{"kpi": "a", "ts": "2024-02-01T00:00:00Z", "value": 1},
+              {"kpi": "b", "ts": "2024-02-01T00:00:00Z", "value": 2}])
+    with pytest.raises(Conflict, match="input of r"):
+        e.delete_kpi("a")
+    e.delete_kpi("r")
+    e.delete_kpi("a")  # definition gone, points kept
+    assert "a" not in e.registry and e.store.point_count(e.workspace, "a") == 1
+    e.delete_kpi("b", purge=True)
+    assert e.store.point_count(e.workspace, "b") == 0
+    with pytest.raises(NotFound):
+        e.delete_kpi("b")
+    e.close()
+    again = Engine(open_store(str(tmp_path / "d.duckdb")))
+    assert [k.id for k in again.registry] == []

@@ -118,6 +118,24 @@ class Engine:
         self._registry = merged
         return merged
 
+    def delete_kpi(self, kpi_id: str, *, purge: bool = False) -> None:
+        """Remove a KPI definition; ``purge`` also deletes its stored points. Refused while
+        another KPI is computed from it or an alert rule watches it."""
+        from kpidash.errors import Conflict
+
+        self._registry.get(kpi_id)
+        users = sorted(k.id for k in self._registry if kpi_id in k.inputs())
+        if users:
+            raise Conflict(f"KPI {kpi_id!r} is an input of {', '.join(users)}; delete or change "
+                           "those first")
+        rules = sorted(r["id"] for r in self.store.alert_rules(self.workspace)
+                       if r.get("kpi") == kpi_id)
+        if rules:
+            raise Conflict(f"alert rule(s) {', '.join(rules)} watch {kpi_id!r}; delete them "
+                           "first")
+        self.store.delete_kpi(self.workspace, kpi_id, purge)
+        self._registry = Registry({k.id: k for k in self._registry if k.id != kpi_id})
+
     # -- ingestion -------------------------------------------------------------------------
 
     def ingest(self, points: Iterable[Point | Mapping[str, Any]]) -> IngestResult:

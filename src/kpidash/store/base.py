@@ -56,6 +56,10 @@ class Store(Protocol):
 
     def get_kpis(self, workspace: str) -> list[dict[str, Any]]: ...
 
+    def delete_kpi(self, workspace: str, kpi_id: str, purge: bool = False) -> bool:
+        """Delete a definition (and with ``purge`` its series and points); False if absent."""
+        ...
+
     def write_points(self, workspace: str, batch: CleanBatch, now: datetime) -> WriteStats:
         """Store a validated batch; a point with the same (kpi, series, ts) replaces the old one.
 

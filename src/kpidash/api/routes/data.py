@@ -102,9 +102,10 @@ async def put_kpi(st: State, _: Analyst, kpi_id: str, request: Request) -> dict[
     return reg.get(kpi_id).model_dump(mode="json")
 
 
-@router.delete("/kpis/{kpi_id}", status_code=204, summary="Delete a KPI definition")
-async def delete_kpi(st: State, _: Analyst, kpi_id: str) -> Response:
-    await st.run(st.engine.delete_kpi, kpi_id)
+@router.delete("/kpis/{kpi_id}", status_code=204,
+               summary="Delete a KPI definition (purge=true: and its data)")
+async def delete_kpi(st: State, _: Analyst, kpi_id: str, purge: bool = False) -> Response:
+    await st.run(st.engine.delete_kpi, kpi_id, purge=purge)
     st.bump([kpi_id])
     return Response(status_code=204)
 

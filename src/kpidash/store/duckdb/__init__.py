@@ -132,6 +132,20 @@ class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables, AccountTab
                     "INSERT OR REPLACE INTO kpis VALUES (?, ?, ?, ?)",
                     [workspace, d["id"], json.dumps(dict(d), sort_keys=True), now])
 
+    def delete_kpi(self, workspace: str, kpi_id: str, purge: bool = False) -> bool:
+        with self.transaction():
+            found = self._con.execute(
+                "DELETE FROM kpis WHERE workspace_id = ? AND kpi_id = ? RETURNING kpi_id",
+                [workspace, kpi_id]).fetchall()
+            if purge:
+                ids = "SELECT series_id FROM series WHERE workspace_id = ? AND kpi_id = ?"
+                for table in ("points", "series_dims"):
+                    self._run(f"DELETE FROM {table} WHERE series_id IN ({ids})",
+                              [workspace, kpi_id])
+                self._run("DELETE FROM series WHERE workspace_id = ? AND kpi_id = ?",
+                          [workspace, kpi_id])
+        return bool(found)
+
     def get_kpis(self, workspace: str) -> list[dict[str, Any]]:
         rows = self._con.execute(
             "SELECT definition FROM kpis WHERE workspace_id = ? ORDER BY rowid",
