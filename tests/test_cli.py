@@ -229,3 +229,60 @@ def test_insights_and_digest_commands(tmp_path: Path) -> None:
     assert "<ol>" in html.read_text(encoding="utf-8")
     r = run(tmp_path, "digest", "--user", "ana", "--follow", "nope")
     assert r.returncode == 1 and "unknown KPI 'nope'" in r.stderr
+
+
+def test_users_and_serve_demo(tmp_path: Path) -> None:
+    import re
+    import socket
+    import time
+
+    import httpx
+
+    env = {**os.environ, "KPIDASH_DB": str(tmp_path / "srv.duckdb")}
+    env.pop("KPIDASH_SECRET", None)
+    env.pop("KPIDASH_MODE", None)
+    r = subprocess.run([EXE, "serve"], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 1 and "KPIDASH_SECRET is not set" in r.stderr
+    r = subprocess.run([EXE, "users", "create", "alice", "--role", "admin", "--password-stdin"],
+                       input="a long enough password\n", capture_output=True, text=True,
+                       env=env, timeout=60)
+    assert r.returncode == 0 and "user alice (admin) created" in r.stdout, r.stderr
+    r = subprocess.run([EXE, "users", "create", "alice", "--password-stdin"],
+                       input="a long enough password\n", capture_output=True, text=True,
+                       env=env, timeout=60)
+    assert r.returncode == 1 and "already exists" in r.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([EXE, "serve", "--demo", "--days", "60", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=env)
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert f"http://127.0.0.1:{port}" in lines[0]
+        m = re.search(r"user 'demo', password '([^']+)'", lines[1])
+        assert m, lines
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.2)
+        tok = httpx.post(f"{base}/api/v1/auth/token",
+                         data={"username": "demo", "password": m.group(1)}).json()
+        auth = {"Authorization": f"Bearer {tok['access_token']}"}
+        (board,) = httpx.get(f"{base}/api/v1/dashboards", headers=auth).json()
+        rendered = httpx.get(f"{base}/api/v1/dashboards/{board['id']}/render",
+                             headers=auth, timeout=60).json()
+        assert [w["type"] for w in rendered["widgets"]][:4] == ["kpi"] * 4
+        assert httpx.get(f"{base}/docs").status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()

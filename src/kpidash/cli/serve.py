@@ -33,11 +33,19 @@ def register(app: typer.Typer) -> None:
     app.add_typer(users_app, name="users")
 
 
-def _accounts(engine: Any, cfg: Any) -> Any:
+def signing_secret_check(cfg: Any) -> None:
+    """Refuse to start (one-line error) without a usable signing key outside dev/demo."""
     from kpidash.api import signing_secret
+
+    signing_secret(cfg)
+
+
+def _accounts(engine: Any, cfg: Any) -> Any:
     from kpidash.auth import Accounts, AuthSettings
 
-    return Accounts(engine.store, engine.clock, AuthSettings(secret=signing_secret(cfg)),
+    # user management issues no tokens: without a configured key any random one will do
+    secret = cfg.secret.get_secret_value() if cfg.secret else secrets.token_urlsafe(48)
+    return Accounts(engine.store, engine.clock, AuthSettings(secret=secret),
                     workspace=engine.workspace)
 
 
@@ -56,6 +64,15 @@ def serve(
     from kpidash.engine import Engine
 
     cfg = settings(host=host, port=port, **({"mode": "demo"} if demo else {}))
+    if cfg.secret is None and cfg.mode in ("dev", "demo"):
+        from pydantic import SecretStr
+
+        # one random signing key for this run (tokens end with the process)
+        cfg = cfg.model_copy(update={"secret": SecretStr(secrets.token_urlsafe(48))})
+        err.print(f"{cfg.mode} mode without KPIDASH_SECRET: a random token key for this run",
+                  markup=False)
+    else:
+        signing_secret_check(cfg)
     engine = Engine.from_settings(cfg)
     login = None
     if demo:
@@ -133,7 +150,7 @@ def users_create(
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     if not password:
         raise InputError("an empty password is not allowed")
-    cfg = settings(**({} if settings().secret else {"mode": "dev"}))
+    cfg = settings()
     engine = Engine.from_settings(cfg)
     try:
         accounts = _accounts(engine, cfg)
@@ -152,7 +169,7 @@ def users_list() -> None:
 
     from kpidash.engine import Engine
 
-    cfg = settings(**({} if settings().secret else {"mode": "dev"}))
+    cfg = settings()
     engine = Engine.from_settings(cfg)
     try:
         table = Table("id", "username", "role", "display name", "disabled")
