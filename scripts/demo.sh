@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set everything up and run the main job: load the SaaS demo and print the dashboard JSON.
-# Extra arguments go to `kpidash demo` (e.g. --watch, --out board.json).
+# Set everything up and run the main job: the API server on localhost with the SaaS demo data,
+# refreshing in the background; it prints the URL and a demo login (shown once).
+# Extra arguments go to `kpidash serve --demo` (e.g. --port 9000, --days 365).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/kpidash demo "$@"
+exec .venv/bin/kpidash serve --demo "$@"
