@@ -125,6 +125,22 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         app.include_router(module.router)
     app.include_router(data.compat)
     app.include_router(live.router)
+
+    # the built-in web dashboard (kpidash.web): every script and style comes from here, no CDN
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
+
+    from kpidash.web import STATIC, plotly_bundle
+
+    @app.get("/static/vendor/plotly.min.js", include_in_schema=False)
+    async def plotly_js() -> FileResponse:
+        return FileResponse(plotly_bundle(), media_type="text/javascript")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
 
