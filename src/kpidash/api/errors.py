@@ -94,16 +94,23 @@ def _field_path(loc: tuple[Any, ...]) -> tuple[str, str]:
 
 
 def request_validation(exc: RequestValidationError) -> JSONResponse:
-    details = []
+    details: list[dict[str, Any]] = []
     for err in exc.errors():
         where, path = _field_path(tuple(err.get("loc", ())))
         got = err.get("input")
         message = str(err.get("msg", "invalid"))
+        if err.get("type") == "json_invalid":  # loc is ("body", <character offset>)
+            position = path
+            path, got = "body", None
+            reason = (err.get("ctx") or {}).get("error", "")
+            message = f"the body is not valid JSON: {reason or message} (at character " \
+                      f"{position})"
         if got is not None and not isinstance(got, dict | list) and len(repr(got)) < 80:
             message += f" (got {got!r})"
         details.append({"code": f"request.{err.get('type', 'invalid')}", "message": message,
                         "location": {"in": where, "field": path}})
-    first = details[0] if details else {"message": "invalid request", "location": {}}
+    first: dict[str, Any] = details[0] if details else {"message": "invalid request",
+                                                        "location": {}}
     return envelope(422, "validation_failed",
                     f"{first['location'].get('field', 'request')}: {first['message']}", details)
 

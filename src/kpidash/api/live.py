@@ -48,10 +48,12 @@ async def _subscription(st: AppState, client: Client, dashboard: str, theme: str
     if theme is None:
         theme = (await st.run(st.accounts.get_user, user_id)).theme
     key = f"{dashboard}|{theme or ''}"
-    st.live[key] = (spec, theme, title, client.user, dashboard)
-    client.dashboards.add(key)
+    # render first: a spec or theme that cannot render is refused, never registered (the
+    # refresher would fail on it at every tick)
     board = await st.run(render, st, spec, theme=theme, user=client.user, key=dashboard,
                          title=title)
+    st.live[key] = (spec, theme, title, client.user, dashboard)
+    client.dashboards.add(key)
     return key, board
 
 
@@ -121,7 +123,11 @@ async def _send(ws: WebSocket, client: Client) -> None:
 async def events(st: State, me: Viewer, request: Request, dashboard_id: str,
                  theme: str | None = None) -> StreamingResponse:
     client = st.hub.connect(me.username, me.role)
-    key, board = await _subscription(st, client, dashboard_id, theme, me.user_id)
+    try:
+        key, board = await _subscription(st, client, dashboard_id, theme, me.user_id)
+    except BaseException:
+        st.hub.disconnect(client)  # no stream: the client must not stay registered
+        raise
     st.pushed[key] = board.get("etag")
     client.offer({"type": "dashboard", "id": dashboard_id, "data": board})
     st.metrics.ws_clients.set(len(st.hub.clients))
@@ -172,8 +178,12 @@ async def refresh_once(st: AppState) -> int:
         if entry is None:
             continue
         spec, theme, title, user, dashboard = entry
-        board = await st.run(render, st, spec, theme=theme, user=user, key=dashboard,
-                             title=title)
+        try:
+            board = await st.run(render, st, spec, theme=theme, user=user, key=dashboard,
+                                 title=title)
+        except KpidashError:  # e.g. a KPI it shows was deleted: the others still refresh
+            log.warning("cannot refresh live dashboard %s", key, exc_info=True)
+            continue
         if st.pushed.get(key) != board.get("etag"):
             st.pushed[key] = board.get("etag")
             message = {"type": "dashboard", "id": dashboard, "data": board}

@@ -13,7 +13,7 @@ from kpidash.api.deps import Analyst, State, Viewer
 from kpidash.api.render import alert_json
 from kpidash.api.routes.data import _json, instant
 from kpidash.core.alerts import codec
-from kpidash.errors import InputError, NotFound
+from kpidash.errors import InputError, NotFound, QueryError
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 
@@ -45,6 +45,13 @@ class BacktestBody(_Body):
 async def list_alerts(st: State, _: Viewer,
                       state: Annotated[list[str] | None, Query()] = None,
                       all: bool = False) -> list[dict[str, Any]]:
+    from kpidash.core.alerts import AlertState
+
+    known = [str(v) for v in AlertState]
+    unknown = [v for v in state or [] if v not in known]
+    if unknown:
+        raise QueryError(f"unknown alert state(s) {', '.join(map(repr, unknown))}; use some of "
+                         f"{', '.join(known)}")
     states = state or (None if all else ["pending", "firing", "recovering", "no_data",
                                          "error"])
     items = await st.run(st.engine.alerts, states=states)
@@ -143,6 +150,9 @@ async def put_rules(st: State, _: Analyst, request: Request) -> list[dict[str, A
                                                                                "replace")
     else:
         raw = _rules_body(await _json(request, st.settings.max_body_bytes))
+        if not isinstance(raw, list):
+            raise InputError("expected an alert rule, a list of them, or {\"rules\": [...]} "
+                             f"(JSON), or YAML text; got a JSON {type(raw).__name__}")
     rules = await st.run(st.engine.put_alert_rules, raw, source="request")
     return [r.to_dict() for r in rules]
 

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import pyarrow as pa
 from fastapi import APIRouter, Query, Request, Response
 
 from kpidash.api.deps import Analyst, State, Viewer
@@ -115,7 +116,7 @@ async def validate_kpis(st: State, _: Viewer, request: Request) -> dict[str, Any
     from kpidash.core.registry import validate_definitions
 
     items = _definitions(await _json(request, st.settings.max_body_bytes))
-    _, report = validate_definitions(items, source="request")
+    _kpis, report = validate_definitions(items, source="request")
     return {"ok": report.ok, "errors": report.error_count,
             "issues": [i.to_dict() for i in report.issues]}
 
@@ -159,7 +160,11 @@ async def ingest_file(st: State, _: Analyst, request: Request,
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(raw)
-        result = await st.run(st.engine.ingest_file, path, fmt=format)
+        try:
+            result = await st.run(st.engine.ingest_file, path, fmt=format)
+        except pa.ArrowException as exc:  # a corrupt or truncated file (e.g. not Parquet)
+            raise InputError(f"the upload is not a readable {format} file: "
+                             f"{str(exc).splitlines()[0][:200]}") from None
     kpis = {k.id for k in st.engine.registry}
     return _ingested(st, result, kpis, format)
 

@@ -25,6 +25,14 @@ async def insights(st: State, me: Viewer,
                    kpi: Annotated[list[str] | None, Query()] = None,
                    type: Annotated[list[str] | None, Query()] = None,
                    all_per_kpi: bool = False) -> list[dict[str, Any]]:
+    from kpidash.core.insights import InsightType
+    from kpidash.errors import QueryError
+
+    known = [str(v) for v in InsightType]
+    unknown = [t for t in type or [] if t not in known]
+    if unknown:
+        raise QueryError(f"unknown insight type(s) {', '.join(map(repr, unknown))}; use some "
+                         f"of {', '.join(known)}")
     ranked = await st.run(st.engine.insights, me.username, limit=limit, kpi_ids=kpi or None,
                           types=type or None, diverse=not all_per_kpi)
     return [r.to_dict() for r in ranked]
