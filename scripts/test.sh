@@ -6,4 +6,5 @@ bash scripts/setup.sh
 echo "== ruff";          .venv/bin/ruff check src tests benchmarks
 echo "== mypy (core)";   .venv/bin/mypy
 echo "== import rules";  .venv/bin/lint-imports
+bash scripts/browser.sh  # Debian chromium for tests/web
 echo "== pytest";        .venv/bin/pytest -q -p no:cacheprovider "$@"
