@@ -26,7 +26,7 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
 from kpidash.api.deps import AppState, State, Viewer
-from kpidash.api.hub import Client
+from kpidash.api.hub import Client, Message
 from kpidash.api.render import alert_json, render
 from kpidash.errors import KpidashError
 
@@ -116,7 +116,10 @@ async def _send(ws: WebSocket, client: Client) -> None:
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, asyncio.CancelledError):
         while True:
             message = await client.queue.get()
-            await ws.send_json(message)
+            if isinstance(message, Message):  # one encoding shared by every client
+                await ws.send_text(message.text())
+            else:
+                await ws.send_json(message)
 
 
 @router.get("/dashboards/{dashboard_id}/events", summary="Live updates as Server-Sent Events")
@@ -186,7 +189,7 @@ async def refresh_once(st: AppState) -> int:
             continue
         if st.pushed.get(key) != board.get("etag"):
             st.pushed[key] = board.get("etag")
-            message = {"type": "dashboard", "id": dashboard, "data": board}
+            message = Message({"type": "dashboard", "id": dashboard, "data": board})
             for c in list(st.hub.clients):
                 if key in c.dashboards:
                     c.offer(message)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from kpidash.api.deps import State, Viewer
-from kpidash.api.render import render
+from kpidash.api.render import board_json, cached_render, render
 
 router = APIRouter(prefix="/api/v1", tags=["dashboards"])
 
@@ -75,24 +75,33 @@ async def share(st: State, me: Viewer, dashboard_id: str, body: ShareBody) -> di
     return d.to_dict()
 
 
-@router.get("/dashboards/{dashboard_id}/render", summary="The dashboard's widgets (JSON)")
+# The render routes answer with the board's stored JSON bytes (render.board_json) and read
+# the dashboard and the user's theme through the account cache (AppState.cached): see the
+# measured gains there. response_model keeps the OpenAPI schema of a dict return.
+@router.get("/dashboards/{dashboard_id}/render", summary="The dashboard's widgets (JSON)",
+            response_model=dict[str, Any])
 async def render_dashboard(st: State, me: Viewer, dashboard_id: str,
-                           theme: str | None = None) -> dict[str, Any]:
-    d = await st.run(st.accounts.get_dashboard, me.user_id, dashboard_id)
+                           theme: str | None = None) -> Response:
+    d = await st.cached(st.accounts.get_dashboard, me.user_id, dashboard_id)
     chosen = theme or d.spec.get("theme") or await _user_theme(st, me.user_id)
-    return await st.run(render, st, d.spec, theme=chosen, user=me.username, key=d.id,
-                        title=d.name)
+    board = (cached_render(st, d.spec, theme=chosen, key=d.id)
+             or await st.run(render, st, d.spec, theme=chosen, user=me.username, key=d.id,
+                             title=d.name))
+    return Response(board_json(st, board), media_type="application/json")
 
 
-@router.get("/render", summary="A dashboard of every KPI (no saved spec needed)")
+@router.get("/render", summary="A dashboard of every KPI (no saved spec needed)",
+            response_model=dict[str, Any])
 async def render_default(st: State, me: Viewer, theme: str | None = None,
-                         grain: str = "day") -> dict[str, Any]:
+                         grain: str = "day") -> Response:
     chosen = theme or await _user_theme(st, me.user_id)
-    return await st.run(render, st, {"grain": grain}, theme=chosen, user=me.username,
-                        key="__all__")
+    board = (cached_render(st, {"grain": grain}, theme=chosen, key="__all__")
+             or await st.run(render, st, {"grain": grain}, theme=chosen, user=me.username,
+                             key="__all__"))
+    return Response(board_json(st, board), media_type="application/json")
 
 
 async def _user_theme(st: Any, user_id: str) -> str | None:
-    user = await st.run(st.accounts.get_user, user_id)
+    user = await st.cached(st.accounts.get_user, user_id)
     theme: str | None = user.theme
     return theme
