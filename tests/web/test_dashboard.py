@@ -271,3 +271,22 @@ def test_keyboard_and_labels(server: Live, page: Any, login: Login) -> None:
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline == "solid"
     assert page.locator("#announcer").get_attribute("aria-live") == "polite"
+
+
+def test_reconnects_after_the_socket_drops(server: Live, page: Any, login: Login) -> None:
+    server.add_user("rex", "viewer")
+    sockets: list[Any] = []
+
+    def relay(ws: Any) -> None:
+        ws.connect_to_server()  # pass every message through, keep a handle to close it
+        sockets.append(ws)
+
+    page.route_web_socket(re.compile(r".*/api/v1/ws$"), relay)
+    login(page, "rex")
+    assert len(sockets) == 1
+    sockets[0].close(code=1012, reason="server restart")
+    page.wait_for_function("document.querySelector('#conn-status').textContent === 'reconnecting…'")
+    # the first retry comes after about a second, then the status is live again
+    page.wait_for_function("document.querySelector('#conn-status').textContent === 'live'",
+                           timeout=10000)
+    assert len(sockets) == 2
