@@ -16,12 +16,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
+from pydantic import SecretStr
 
 from kpidash import demo
 from kpidash.api import create_app
@@ -91,7 +91,7 @@ class Api:
     def engine(self) -> Engine:
         return self.st.engine
 
-    def login(self, who: str, password: str = PASSWORD) -> httpx.Response:
+    def login(self, who: str, password: str = PASSWORD) -> Any:
         return self.client.post("/api/v1/auth/token",
                                 data={"username": USERS.get(who, who), "password": password})
 
@@ -130,7 +130,7 @@ def running(template: Template, directory: Path, *, raise_server_exceptions: boo
     engine = Engine(open_store(str(path)), clock)
     accounts = accounts_for(engine, clock, **(auth or {}))
     options: dict[str, Any] = {"refresh_tick_seconds": 0.05, **settings}
-    app = create_app(Settings(db=str(path), secret=SECRET, **options), clock=clock,
+    app = create_app(Settings(db=str(path), secret=SecretStr(SECRET), **options), clock=clock,
                      engine=engine, accounts=accounts)
     with TestClient(app, raise_server_exceptions=raise_server_exceptions) as client:
         yield Api(client, app, clock, dict(template.ids))
@@ -161,7 +161,7 @@ def shared_api(template: Template, tmp_path_factory: pytest.TempPathFactory,
         yield a
 
 
-def assert_error(r: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+def assert_error(r: Any, status: int, code: str | None = None) -> dict[str, Any]:
     """``r`` is the error envelope with this status (and code); returns its ``error``."""
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/json"), r.headers

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
+from pydantic import SecretStr
 from starlette.routing import Mount
 
 from kpidash.api import create_app
@@ -97,7 +98,7 @@ MIN_ROLE: dict[tuple[str, str], str] = {
 def app_routes() -> list[tuple[str, str]]:
     """(method, path) of every route the app serves (the WebSocket as "WS", a mounted app
     as "MOUNT"), the OpenAPI docs aside."""
-    app = create_app(Settings(db=":memory:", secret=SECRET))
+    app = create_app(Settings(db=":memory:", secret=SecretStr(SECRET)))
     try:
         out: list[tuple[str, str]] = []
         for ctx in iter_route_contexts(app.routes):

@@ -15,9 +15,9 @@ from kpidash.api import live
 
 from .conftest import NOW, PASSWORD, Api, assert_error, point
 
-RULE = {"id": "signups_high", "kpi": "signups", "per": "region",
+RULE: dict[str, Any] = {"id": "signups_high", "kpi": "signups", "per": "region",
         "condition": {"kind": "threshold", "direction": "above", "bands": {"high": 100_000}}}
-NPS = {"id": "nps", "name": "Net promoter score", "unit": "pts", "dimensions": ["region"]}
+NPS: dict[str, Any] = {"id": "nps", "name": "Net promoter score", "unit": "pts", "dimensions": ["region"]}
 
 
 def ok(r: Any, status: int = 200) -> Any:
