@@ -1,0 +1,1 @@
+"""Tests of the example clients (examples/), against a real running server."""
