@@ -178,11 +178,12 @@ def page(browser: Any) -> Iterator[Any]:
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.on("response", lambda r: r.status == 404 and errors.append(f"404 {r.url}"))
     try:
         yield pg
     finally:
         context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not errors, f"errors on the page: {errors}"
 
 
 Login = Callable[[Any, str], None]

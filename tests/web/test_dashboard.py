@@ -234,6 +234,9 @@ def test_filters_range_and_grain_are_saved(server: Live, page: Any, login: Login
     login(page, "fay")
     api = server.client("fay")
     page.get_by_label("Dimension").select_option("region")
+    page.get_by_label("Value").focus()  # suggestions: the dimension's values
+    page.wait_for_function("[...document.querySelectorAll('#filter-values option')]"
+                           ".map(o => o.value).includes('EU')")
     page.get_by_label("Value").fill("EU")
     page.get_by_role("button", name="Add filter").click()
     page.get_by_role("button", name="Remove filter region = EU").wait_for()

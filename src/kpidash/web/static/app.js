@@ -543,7 +543,7 @@ function renderFilters() {
     }
   }
   $("filter-chips").replaceChildren(...chips);
-  loadFilterValues();
+  $("filter-values").replaceChildren();
 }
 
 async function loadFilterValues() {
@@ -826,7 +826,11 @@ function init() {
     saveSpec({ range: { last: e.target.value } }));
   $("grain-picker").addEventListener("change", (e) => saveSpec({ grain: e.target.value }));
   $("filter-form").addEventListener("submit", addFilter);
-  $("filter-dim").addEventListener("change", loadFilterValues);
+  // value suggestions are fetched when asked for (a series query records a "view" interaction)
+  $("filter-dim").addEventListener("change", () => $("filter-values").replaceChildren());
+  $("filter-value").addEventListener("focus", () => {
+    if (!$("filter-values").children.length) loadFilterValues();
+  });
   window.addEventListener("online", () => { if (!state.ws) connectSocket(); });
   if (tokens()) {
     scheduleRefresh();
