@@ -53,6 +53,7 @@ class AppState:
     # live subscriptions: key "<dashboard>|<theme>" → (spec, theme, title, user, dashboard)
     live: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     pushed: dict[str, Any] = field(default_factory=dict)  # key → etag last pushed
+    insight_widgets: dict[Any, dict[str, Any]] = field(default_factory=dict)
     # read-through cache of account lookups, see cached(): (method, args) → (generation,
     # clock time of the lookup, result)
     account_reads: dict[Any, tuple[int, Any, Any]] = field(default_factory=dict)
@@ -144,6 +145,13 @@ class AppState:
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call ``fn`` under the engine lock in a worker thread."""
         return await anyio.to_thread.run_sync(lambda: self.locked(fn, *args, **kwargs))
+
+    def alerts_changed(self) -> None:
+        """Alerts changed (a tick, an acknowledgement, a silence): renders carry them."""
+        from kpidash.api.render import ALERTS_VERSION
+
+        self.bump([ALERTS_VERSION])
+        self.changed.set()
 
     def bump(self, kpi_ids: Any) -> None:
         """Data of these KPIs changed (ingest): cached renders that use them are stale."""

@@ -202,6 +202,7 @@ async def alert_tick(st: AppState) -> None:
     report = await st.run(st.engine.evaluate_alerts)
     st.metrics.alert_ticks.inc()
     if report.transitions:
+        st.alerts_changed()
         items = await st.run(st.engine.alerts, states=["pending", "firing", "recovering"])
         st.hub.publish_all({"type": "alerts", "items": [alert_json(a) for a in items]})
         st.metrics.pushes.labels("alerts").inc()

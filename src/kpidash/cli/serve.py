@@ -85,7 +85,10 @@ def serve(
         out.print(f"demo login: user {login[0]!r}, password {login[1]!r} (shown once)",
                   markup=False)
     sys.stdout.flush()
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")
+    # no per-message deflate: a dashboard push would be compressed once per client (500
+    # clients × 31 KB); dashboards are small and the loopback/LAN is not the bottleneck
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning",
+                ws_per_message_deflate=False)
 
 
 def _load_demo(engine: Any, cfg: Any, days: int) -> tuple[str, str]:

@@ -74,6 +74,7 @@ async def get_alert(st: State, _: Viewer, fingerprint: str) -> dict[str, Any]:
 @router.post("/alerts/{fingerprint}/ack", summary="Acknowledge an alert")
 async def ack(st: State, me: Analyst, fingerprint: str, body: AckBody) -> dict[str, Any]:
     a = await st.run(st.engine.acknowledge, fingerprint, me.username, body.comment)
+    st.alerts_changed()
     st.hub.publish_all({"type": "alert", "alert": alert_json(a)})
     return alert_json(a)
 
@@ -109,12 +110,14 @@ async def add_silence(st: State, me: Analyst, body: SilenceBody) -> dict[str, An
     s = await st.run(st.engine.silence, body.matchers, by=me.username, duration=duration,
                      start=instant(body.start, "start"), end=instant(body.end, "end"),
                      comment=body.comment)
+    st.alerts_changed()
     return silence_json(s, st.clock.now())
 
 
 @router.post("/silences/{silence_id}/expire", summary="End a silence now")
 async def expire_silence(st: State, _: Analyst, silence_id: str) -> dict[str, Any]:
     s = await st.run(st.engine.expire_silence, silence_id)
+    st.alerts_changed()
     return silence_json(s, st.clock.now())
 
 

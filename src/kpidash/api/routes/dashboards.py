@@ -60,6 +60,11 @@ async def patch_dashboard(st: State, me: Viewer, dashboard_id: str,
         _check_kpis(st, body.spec)
     d = await st.run(st.accounts.update_dashboard, me.user_id, dashboard_id, name=body.name,
                      spec=body.spec)
+    # live subscribers of this dashboard get renders of the new spec from now on
+    for key, (_, theme, _, user, dash) in list(st.live.items()):
+        if dash == dashboard_id:
+            st.live[key] = (d.spec, theme, d.name, user, dash)
+    st.changed.set()
     return d.to_dict()
 
 
