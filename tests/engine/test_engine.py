@@ -247,3 +247,32 @@ def test_delete_kpi_keeps_or_purges_data_and_refuses_while_used(tmp_path: Path) 
     e.close()
     again = Engine(open_store(str(tmp_path / "d.duckdb")))
     assert [k.id for k in again.registry] == []
+
+
+def test_dashboard_charts_carry_forecast_band_and_anomaly_markers(tmp_path: Path) -> None:
+    from kpidash.core.themes import apply, get_theme
+    from kpidash.packs import load_pack
+
+    e = Engine(open_store(str(tmp_path / "a.duckdb")), FixedClock(datetime(2024, 7, 1,
+                                                                           tzinfo=UTC)))
+    e.register(load_pack("saas"))
+    e.ingest_table(demo.generate(date(2024, 6, 30), days=200).points, source="demo")
+    board = e.dashboard(["revenue"], charts=[("revenue", None), ("revenue", "region")],
+                        periods=90, annotate=True)
+    validate_widget(board)
+    whole, by_region = board["widgets"][1:]
+    roles = [(t.get("meta") or {}).get("kpidash") for t in whole["data"]["figure"]["data"]]
+    assert roles[-3:] == ["band_low", "band_high", "forecast"]
+    fc = whole["data"]["forecast"]
+    assert len(fc["periods"]) == 28 and fc["periods"][0] > whole["data"]["figure"]["data"][0][
+        "x"][-1]  # the forecast starts after the data
+    assert all(lo <= m <= hi for lo, m, hi in zip(fc["lower"], fc["mean"], fc["upper"],
+                                                  strict=True))
+    # the demo's EU-only revenue drop (days 45..36 before the end) is marked on the EU line
+    eu = [a for a in by_region["data"]["anomalies"] if a["series"] == "EU"]
+    assert any("2024-05-16" <= a["period"][:10] <= "2024-05-25" for a in eu)
+    assert "forecast" not in by_region["data"]  # grouped charts: markers only
+    dark = apply(board, get_theme("dark"))
+    validate_widget(dark)
+    traces = dark["widgets"][1]["data"]["figure"]["data"]
+    assert traces[-1]["line"]["color"] == traces[0]["line"]["color"]  # forecast follows series

@@ -133,7 +133,7 @@ def render(st: AppState, spec: dict[str, Any], *, theme: str | None, user: str |
         board = engine.dashboard(kpi_ids, grain=grain, periods=periods_for(spec.get("range"),
                                                                            grain),
                                  charts=charts, title=title, now=now,
-                                 filters=spec.get("filters") or None)
+                                 filters=spec.get("filters") or None, annotate=True)
         if wants_insights(spec.get("layout")):
             board["widgets"].append(_insights_widget(st, user, now))
         board["alerts"] = [alert_json(a) for a in engine.alerts(states=["firing", "recovering",

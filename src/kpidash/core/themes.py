@@ -190,13 +190,31 @@ def _theme_line(chart: dict[str, Any], theme: Theme) -> dict[str, Any]:
     legend = layout.get("legend")
     layout["legend"] = {**(legend if isinstance(legend, dict) else {}),
                         "font": {"color": theme.text}}
-    for i, trace in enumerate(figure.get("data") or []):
+    i = 0
+    for trace in figure.get("data") or []:
         if not isinstance(trace, dict):
             continue
+        role = (trace.get("meta") or {}).get("kpidash") if isinstance(trace.get("meta"),
+                                                                     dict) else None
+        if role == "anomalies":  # markers in the theme's "bad" colour
+            trace["marker"] = {**(trace.get("marker") or {}), "color": theme.bad}
+            continue
+        if role in ("forecast", "band_low", "band_high"):  # the forecast follows series 0
+            color = theme.series_color(0)
+            trace["line"] = {**(trace.get("line") or {}), "color": color}
+            if role == "band_high":
+                trace["fillcolor"] = _with_alpha(color, 0.18)
+            continue
         color = theme.series_color(i)
+        i += 1
         trace["line"] = {**(trace.get("line") or {}), "color": color}
         trace["marker"] = {**(trace.get("marker") or {}), "color": color}
     return out
+
+
+def _with_alpha(color: str, alpha: float) -> str:
+    r, g, b = (int(color[k:k + 2], 16) for k in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
 
 
 def apply(widget_or_dashboard: dict[str, Any], theme: Theme) -> dict[str, Any]:

@@ -300,6 +300,54 @@ def line_chart(
     }
 
 
+def with_forecast(widget: dict[str, Any], labels: Sequence[str], mean: Sequence[float],
+                  lower: Sequence[float], upper: Sequence[float], *, level: int = 80,
+                  model: str = "") -> dict[str, Any]:
+    """A copy of a line widget with the forecast drawn after the data: the point forecast as a
+    dashed line and the ``level`` % interval as a shaded band (two traces, the upper filled to
+    the lower). The numbers are also in ``data.forecast``. Traces carry
+    ``meta.kpidash`` = forecast / band_low / band_high so themes can colour them."""
+    out: dict[str, Any] = json.loads(json.dumps(widget))
+    x = list(labels)
+    band = f"{level}% forecast interval"
+    out["data"]["figure"]["data"] += [
+        {"type": "scatter", "x": x, "y": _values(np.asarray(lower, dtype=np.float64)),
+         "mode": "lines", "line": {"width": 0}, "name": band, "showlegend": False,
+         "hoverinfo": "skip", "legendgroup": "forecast", "meta": {"kpidash": "band_low"}},
+        {"type": "scatter", "x": x, "y": _values(np.asarray(upper, dtype=np.float64)),
+         "mode": "lines", "line": {"width": 0}, "fill": "tonexty", "name": band,
+         "fillcolor": "rgba(99, 110, 114, 0.18)", "legendgroup": "forecast",
+         "meta": {"kpidash": "band_high"}},
+        {"type": "scatter", "x": x, "y": _values(np.asarray(mean, dtype=np.float64)),
+         "mode": "lines", "line": {"dash": "dash"}, "name": "forecast",
+         "legendgroup": "forecast", "meta": {"kpidash": "forecast"}},
+    ]
+    out["data"]["figure"]["layout"]["showlegend"] = True
+    out["data"]["forecast"] = {"periods": x, "mean": _values(np.asarray(mean, np.float64)),
+                               "lower": _values(np.asarray(lower, np.float64)),
+                               "upper": _values(np.asarray(upper, np.float64)),
+                               "level": level, "model": model}
+    return out
+
+
+def with_anomalies(widget: dict[str, Any], points: Sequence[Mapping[str, Any]],
+                   ) -> dict[str, Any]:
+    """A copy of a line widget with anomalous points marked (``points``: period label,
+    actual, expected, severity, kind, series name); also listed in ``data.anomalies``."""
+    out: dict[str, Any] = json.loads(json.dumps(widget))
+    if points:
+        out["data"]["figure"]["data"].append({
+            "type": "scatter", "mode": "markers", "name": "anomalies",
+            "x": [p["period"] for p in points], "y": [_finite(p["actual"]) for p in points],
+            "text": [f"{p['severity']} {p['kind']}: expected {_finite(p['expected'])}"
+                     + (f" ({p['series']})" if p.get("series") else "") for p in points],
+            "marker": {"symbol": "circle-open", "size": 12, "line": {"width": 2}},
+            "meta": {"kpidash": "anomalies"}})
+    out["data"]["anomalies"] = [{k: _finite(v) if isinstance(v, float) else v
+                                 for k, v in p.items()} for p in points]
+    return out
+
+
 def recommendations(items: Sequence[Mapping[str, Any]], *, title: str = "Recommendations",
                     ) -> dict[str, Any]:
     """A recommendations widget from ranked insights (``Ranked.to_dict()`` of each): the

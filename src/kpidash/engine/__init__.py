@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -585,10 +586,14 @@ class Engine:
                   periods: int = 30, charts: Sequence[tuple[str, str | None]] | None = None,
                   title: str = "kpidash", now: datetime | None = None,
                   recommendations: int = 0, user: str | None = None,
-                  filters: Mapping[str, str | Sequence[str]] | None = None) -> dict[str, Any]:
+                  filters: Mapping[str, str | Sequence[str]] | None = None,
+                  annotate: bool = False) -> dict[str, Any]:
         """Cards for ``kpi_ids`` (all KPIs by default) over the last ``periods`` complete
         periods before ``now`` (the clock by default), plus line charts ``(kpi_id, group_by)``
-        and, with ``recommendations`` > 0, a widget of that many ranked insights.
+        and, with ``recommendations`` > 0, a widget of that many ranked insights. With
+        ``annotate`` every chart marks its anomalies (the causal detector, run with enough
+        history before the window to warm up) and an ungrouped chart adds its forecast with an
+        80 % band for a third of the window (at most 28 periods).
         """
         grain = _grain(grain)
         now = now or self.clock.now()
@@ -602,7 +607,11 @@ class Engine:
         chart_widgets = []
         for kpi_id, group_by in charts or ():
             s = self.query(kpi_id, grain, start, end, group_by=group_by, filters=filters)
-            chart_widgets.append(widgets.line_chart(self._registry.get(kpi_id), s))
+            chart = widgets.line_chart(self._registry.get(kpi_id), s)
+            if annotate:
+                chart = self._annotate_chart(chart, kpi_id, grain, start, end, periods,
+                                             group_by, filters, now)
+            chart_widgets.append(chart)
         extra = []
         if recommendations > 0:
             from kpidash.engine import insights as insights_
@@ -612,12 +621,53 @@ class Engine:
         return widgets.dashboard(cards, chart_widgets, title=title, generated_at=now,
                                  grain=str(grain), tz=self.timezone, extra=extra)
 
+    def _annotate_chart(self, chart: dict[str, Any], kpi_id: str, grain: Grain,
+                        start: datetime, end: datetime, periods: int, group_by: str | None,
+                        filters: Mapping[str, str | Sequence[str]] | None, now: datetime,
+                        ) -> dict[str, Any]:
+        """Anomaly markers (and, ungrouped, the forecast) for one chart of :meth:`dashboard`."""
+        kpi = self._registry.get(kpi_id)
+        warm = _periods_back(start, grain, max(120, periods), self.timezone)
+        history = self.query(kpi_id, grain, warm, end, group_by=group_by, filters=filters)
+        labels = chart["data"]["figure"]["data"][0].get("x") if chart["data"]["figure"][
+            "data"] else None
+        if labels:
+            chart = widgets.with_anomalies(chart, _chart_anomalies(
+                kpi, history, labels[0], now, group_by is not None))
+        if group_by is None and history and np.isfinite(history[0].values).sum() >= 14:
+            from kpidash.engine import forecasts as forecasts_
+
+            horizon = max(1, min(28, periods // 3))
+            try:
+                (fc,) = forecasts_.forecast_series(kpi, history, now, horizon, (80,))
+            except QueryError:
+                return chart
+            r = fc.result
+            chart = widgets.with_forecast(chart, fc.labels, r.mean, r.lower[80], r.upper[80],
+                                          model=r.model)
+        return chart
+
 
 def _read_setting_file(path: Path, setting: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{setting}: cannot read {path}: {exc}") from None
+
+
+def _chart_anomalies(kpi: KPI, series: list[Series], window_start: Any, now: datetime,
+                     grouped: bool) -> list[dict[str, Any]]:
+    from kpidash.core.anomaly import anomalies as find
+    from kpidash.engine import anomalies as anomalies_
+
+    points: list[dict[str, Any]] = []
+    for s, scores in zip(series, anomalies_.score_series(kpi, series, now), strict=True):
+        for a in find(scores, s.labels[:len(scores)]):
+            if str(a.timestamp) >= window_start:
+                points.append({"period": str(a.timestamp), "actual": a.actual,
+                               "expected": a.expected, "severity": a.severity.label,
+                               "kind": a.kind.label, "series": s.group if grouped else None})
+    return points
 
 
 def _grain(value: Grain | str) -> Grain:
