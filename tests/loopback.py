@@ -6,6 +6,7 @@ Test packages import the fixtures into their conftest: ``from loopback import ht
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -172,3 +173,59 @@ def smtp_server() -> Iterator[Callable[..., SmtpReceiver]]:
     yield start
     for controller in controllers:
         controller.stop()
+
+
+# -- the kpidash API on a real server ---------------------------------------------------------
+
+
+def wait_for_health(url: str, alive: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``url``/api/v1/health until it answers 200; fail when ``alive()`` turns false or
+    ``timeout`` seconds pass."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v1/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or not alive():
+            raise RuntimeError(f"the server at {url} did not answer /api/v1/health within "
+                               f"{timeout:g} s")
+        time.sleep(0.05)
+
+
+@dataclass
+class ThreadedServer:
+    url: str
+    loop: Any  # the server's asyncio loop (run coroutines in it with run_coroutine_threadsafe)
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, name: str = "kpidash-test-server") -> Iterator[ThreadedServer]:
+    """A real uvicorn server for ``app`` on a free loopback port, in a background thread."""
+    import asyncio
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=free_port(),
+                                           log_level="warning", lifespan="on"))
+    loop = asyncio.new_event_loop()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.serve())
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    url = f"http://{HOST}:{server.config.port}"
+    try:
+        wait_for_health(url, thread.is_alive)
+        yield ThreadedServer(url, loop)
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        loop.close()

@@ -234,9 +234,10 @@ def test_insights_and_digest_commands(tmp_path: Path) -> None:
 def test_users_and_serve_demo(tmp_path: Path) -> None:
     import re
     import socket
-    import time
 
     import httpx
+
+    from loopback import wait_for_health
 
     env = {**os.environ, "KPIDASH_DB": str(tmp_path / "srv.duckdb")}
     env.pop("KPIDASH_SECRET", None)
@@ -264,15 +265,7 @@ def test_users_and_serve_demo(tmp_path: Path) -> None:
         m = re.search(r"user 'demo', password '([^']+)'", lines[1])
         assert m, lines
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.2)
+        wait_for_health(base, lambda: proc.poll() is None, timeout=60)
         tok = httpx.post(f"{base}/api/v1/auth/token",
                          data={"username": "demo", "password": m.group(1)}).json()
         auth = {"Authorization": f"Bearer {tok['access_token']}"}

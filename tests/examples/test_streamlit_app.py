@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -20,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from streamlit.proto.Metric_pb2 import Metric
 from streamlit.testing.v1 import AppTest
 
@@ -31,6 +27,7 @@ from kpidash.engine import Engine
 from kpidash.packs import load_pack
 from kpidash.settings import Settings
 from kpidash.store import open_store
+from loopback import free_port, serve_in_thread
 
 MetricColor = Metric.MetricColor
 
@@ -43,12 +40,6 @@ KPIS = ["revenue", "customer_churn_rate", "arr"]
 class Server:
     url: str
     dashboard: dict[str, Any]  # the API's render JSON of the user's dashboard
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -71,30 +62,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         {"id": "chart:revenue:region", "x": 0, "y": 0, "w": 6, "h": 4},
         {"id": "insights", "x": 6, "y": 0, "w": 6, "h": 4}]})
 
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, name="uvicorn", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-            time.sleep(0.05)
-        form = {"username": "ana", "password": PASSWORD}
-        token = httpx.post(f"{url}/api/v1/auth/token", data=form).json()["access_token"]
-        doc = httpx.get(f"{url}/api/v1/dashboards/{dash.id}/render",
-                        headers={"Authorization": f"Bearer {token}"}).json()
-        yield Server(url, doc)
+        with serve_in_thread(app, "kpidash-streamlit-test-server") as srv:
+            form = {"username": "ana", "password": PASSWORD}
+            token = httpx.post(f"{srv.url}/api/v1/auth/token", data=form).json()[
+                "access_token"]
+            doc = httpx.get(f"{srv.url}/api/v1/dashboards/{dash.id}/render",
+                            headers={"Authorization": f"Bearer {token}"}).json()
+            yield Server(srv.url, doc)
     finally:
-        srv.should_exit = True
-        thread.join(timeout=30)
-        assert not thread.is_alive()
         engine.store.close()
 
 
@@ -172,6 +148,6 @@ def test_wrong_password_shows_the_api_message(server: Server,
 
 
 def test_server_down_is_an_error_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    at = _run(monkeypatch, f"http://127.0.0.1:{_free_port()}", PASSWORD)
+    at = _run(monkeypatch, f"http://127.0.0.1:{free_port()}", PASSWORD)
     assert not at.exception
     assert "cannot reach" in at.error[0].value

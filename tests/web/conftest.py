@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -20,7 +17,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-import uvicorn
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
@@ -28,11 +24,13 @@ from kpidash import demo
 from kpidash.api import create_app
 from kpidash.api.deps import AppState
 from kpidash.auth import Accounts, AuthSettings, Passwords
+from kpidash.cli.serve import DEMO_LAYOUT
 from kpidash.clock import FixedClock
 from kpidash.engine import Engine
 from kpidash.packs import load_pack
 from kpidash.settings import Settings
 from kpidash.store import open_store
+from loopback import serve_in_thread
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,16 +41,6 @@ SECRET = "web-tests-" + "x" * 40
 PASSWORD = "correct horse battery"
 # argon2id with tiny parameters: the real ones cost ~0.1 s per hash
 CHEAP = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
-DEMO_LAYOUT = [
-    {"id": "card:revenue", "x": 0, "y": 0, "w": 3, "h": 2},
-    {"id": "card:mrr", "x": 3, "y": 0, "w": 3, "h": 2},
-    {"id": "card:customer_churn_rate", "x": 6, "y": 0, "w": 3, "h": 2},
-    {"id": "card:signups", "x": 9, "y": 0, "w": 3, "h": 2},
-    {"id": "chart:revenue:region", "x": 0, "y": 2, "w": 8, "h": 5},
-    {"id": "insights", "x": 8, "y": 2, "w": 4, "h": 5},
-    {"id": "chart:customer_churn_rate", "x": 0, "y": 7, "w": 6, "h": 4},
-    {"id": "chart:signups", "x": 6, "y": 7, "w": 6, "h": 4},
-]
 DEMO_SPEC = {"kpis": ["revenue", "mrr", "customer_churn_rate", "signups"], "grain": "day",
              "range": {"last": "90d"}, "refresh_interval": 30, "layout": DEMO_LAYOUT}
 
@@ -103,13 +91,6 @@ class Live:
         self.users[username] = role
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def server(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     db = tmp_path_factory.mktemp("web-server") / "kpidash.duckdb"
@@ -121,37 +102,13 @@ def server(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     accounts = Accounts(engine.store, clock, AuthSettings(secret=SECRET),
                         passwords=Passwords(CHEAP), workspace=engine.workspace)
     app = create_app(settings, clock=clock, engine=engine, accounts=accounts)
-    port = _free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                       lifespan="on"))
-    loop = asyncio.new_event_loop()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(uv.serve())
-
-    thread = threading.Thread(target=run, name="kpidash-web-test-server", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
+    with serve_in_thread(app, "kpidash-web-test-server") as srv:
+        live = Live(srv.url, app.state.kpidash, srv.loop)
         try:
-            if httpx.get(f"{url}/api/v1/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not answer /api/v1/health within 30 s")
-        time.sleep(0.05)
-    live = Live(url, app.state.kpidash, loop)
-    try:
-        yield live
-    finally:
-        for c in live.clients:
-            c.close()
-        uv.should_exit = True
-        thread.join(15)
-        loop.close()
+            yield live
+        finally:
+            for c in live.clients:
+                c.close()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kpidash.api.deps import Analyst, State, Viewer
 from kpidash.api.render import alert_json
-from kpidash.api.routes.data import _json, instant
+from kpidash.api.routes.data import _json, instant, object_for
 from kpidash.core.alerts import codec
 from kpidash.errors import InputError, NotFound, QueryError
 
@@ -162,12 +162,8 @@ async def put_rules(st: State, _: Analyst, request: Request) -> list[dict[str, A
 
 @router.put("/alert-rules/{rule_id}", summary="Replace one rule")
 async def put_rule(st: State, _: Analyst, rule_id: str, request: Request) -> dict[str, Any]:
-    body = await _json(request, st.settings.max_body_bytes)
-    if not isinstance(body, dict):
-        raise InputError("expected an alert rule (a JSON object)")
-    if body.get("id", rule_id) != rule_id:
-        raise InputError(f"the body's id {body.get('id')!r} differs from the path's {rule_id!r}")
-    (rule,) = await st.run(st.engine.put_alert_rules, [{**body, "id": rule_id}],
+    body = await object_for(request, st.settings.max_body_bytes, rule_id, "an alert rule")
+    (rule,) = await st.run(st.engine.put_alert_rules, [body],
                            source="request")
     return rule.to_dict()
 

@@ -93,12 +93,8 @@ async def put_kpis(st: State, _: Analyst, request: Request) -> list[dict[str, An
 
 @router.put("/kpis/{kpi_id}", summary="Replace one KPI definition")
 async def put_kpi(st: State, _: Analyst, kpi_id: str, request: Request) -> dict[str, Any]:
-    body = await _json(request, st.settings.max_body_bytes)
-    if not isinstance(body, dict):
-        raise InputError("expected a KPI definition (a JSON object)")
-    if body.get("id", kpi_id) != kpi_id:
-        raise InputError(f"the body's id {body.get('id')!r} differs from the path's {kpi_id!r}")
-    reg = await st.run(st.engine.register, [{**body, "id": kpi_id}])
+    body = await object_for(request, st.settings.max_body_bytes, kpi_id, "a KPI definition")
+    reg = await st.run(st.engine.register, [body])
     st.bump([kpi_id])
     return reg.get(kpi_id).model_dump(mode="json")
 
@@ -119,6 +115,17 @@ async def validate_kpis(st: State, _: Viewer, request: Request) -> dict[str, Any
     _kpis, report = validate_definitions(items, source="request")
     return {"ok": report.ok, "errors": report.error_count,
             "issues": [i.to_dict() for i in report.issues]}
+
+
+async def object_for(request: Request, limit: int, ident: str, what: str) -> dict[str, Any]:
+    """The JSON object a PUT to ``…/{ident}`` carries, with its ``id`` set to the path's (a
+    different id in the body is an error, not a rename)."""
+    body = await _json(request, limit)
+    if not isinstance(body, dict):
+        raise InputError(f"expected {what} (a JSON object), got a JSON {type(body).__name__}")
+    if body.get("id", ident) != ident:
+        raise InputError(f"the body's id {body.get('id')!r} differs from the path's {ident!r}")
+    return {**body, "id": ident}
 
 
 async def _json(request: Request, limit: int) -> Any:
