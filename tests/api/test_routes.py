@@ -651,3 +651,25 @@ def test_responses_carry_security_headers(shared_api: Api) -> None:
 
 def test_clock_is_the_fixed_one(shared_api: Api) -> None:
     assert shared_api.clock.now() == NOW
+
+
+def test_multipart_upload_as_browsers_send_it(make_api: Any) -> None:
+    import gzip
+
+    with make_api(max_upload_bytes=4096) as a:
+        h = a.auth("analyst")
+        c = a.client
+        csv = (b"timestamp,kpi,value,region,plan,channel\n"
+               b"2024-06-30T00:00:00Z,signups,7,EU,pro,paid\n")
+        r = c.post("/api/v1/ingest/file", headers=h, files={"file": ("p.csv", csv, "text/csv")})
+        assert r.status_code == 200 and r.json()["written"] == 1
+        r = c.post("/api/v1/ingest/file", headers=h,
+                   files={"file": ("p.csv.gz", gzip.compress(csv), "application/gzip")})
+        assert r.status_code == 200 and r.json()["written"] == 1
+        r = c.post("/api/v1/ingest/file", headers=h, files={"file": ("p.txt", csv, "text/plain")})
+        assert r.status_code == 400 and "cannot tell the format" in r.json()["error"]["message"]
+        r = c.post("/api/v1/ingest/file", headers=h, files={"other": ("p.csv", csv, "text/csv")})
+        assert r.status_code == 400 and "`file` field" in r.json()["error"]["message"]
+        r = c.post("/api/v1/ingest/file", headers=h,
+                   files={"file": ("p.csv", csv * 200, "text/csv")})
+        assert r.status_code == 413

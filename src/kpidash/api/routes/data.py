@@ -166,12 +166,58 @@ async def ingest(st: State, _: Analyst, request: Request) -> dict[str, Any]:
     return _ingested(st, result, kpis, "json")
 
 
-@router.post("/ingest/file", summary="Upload a CSV or Parquet file (raw body)")
+@router.post("/ingest/file", summary="Upload a CSV or Parquet file (raw body, or a "
+             "multipart form with a `file` field as browsers send it)")
 async def ingest_file(st: State, _: Analyst, request: Request,
-                      format: Annotated[str, Query(pattern="^(csv|parquet|json)$")] = "csv",
+                      format: Annotated[str | None, Query(pattern="^(csv|parquet|json)$")
+                                        ] = None,
                       ) -> dict[str, Any]:
-    raw = await read_limited(request, st.settings.max_upload_bytes)
+    limit = st.settings.max_upload_bytes
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raw, name = await _form_file(request, limit)
+        format = format or _format_of(name)
+    else:
+        raw = await read_limited(request, limit)
+        format = format or "csv"
+    return await _ingest_bytes(st, raw, format)
+
+
+async def _form_file(request: Request, limit: int) -> tuple[bytes, str]:
+    """The ``file`` field of a multipart upload, refused (413) over ``limit`` bytes."""
+    from starlette.datastructures import UploadFile
+
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        raise TooLarge("a multipart upload needs a Content-Length (use the raw-body form "
+                       "for streamed uploads)")
+    if int(declared) > limit:
+        raise TooLarge(f"the body is {int(declared):,} bytes; the limit is {limit:,} "
+                       "(KPIDASH_MAX_UPLOAD_BYTES)")
+    form = await request.form(max_files=2, max_fields=10, max_part_size=limit)
+    try:  # closing the form closes (deletes) every spooled file in it
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InputError("the multipart form needs a `file` field holding the CSV or "
+                             "Parquet file")
+        return await upload.read(), upload.filename or ""
+    finally:
+        await form.close()
+
+
+def _format_of(filename: str) -> str:
+    name = filename.lower()
+    for suffix, fmt in ((".parquet", "parquet"), (".csv", "csv"), (".csv.gz", "csv"),
+                        (".json", "json")):
+        if name.endswith(suffix):
+            return fmt
+    raise InputError(f"cannot tell the format of {filename!r}: name it .csv, .csv.gz, "
+                     ".parquet or .json, or pass ?format=")
+
+
+async def _ingest_bytes(st: Any, raw: bytes, format: str) -> dict[str, Any]:
     suffix = {"csv": ".csv", "parquet": ".parquet", "json": ".json"}[format]
+    if format == "csv" and raw[:2] == b"\x1f\x8b":  # gzip magic: a .csv.gz upload
+        suffix = ".csv.gz"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(raw)
