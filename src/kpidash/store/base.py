@@ -6,7 +6,7 @@ Every read and write is scoped by workspace. A store is used from one thread at 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,6 +48,39 @@ class Store(Protocol):
     def schema_version(self) -> int: ...
 
     def ensure_workspace(self, workspace: str, name: str | None = None) -> None: ...
+
+    # -- workspaces (records; delete, export and import every row a workspace owns) --------
+
+    def create_workspace(self, workspace: str, name: str, settings: Mapping[str, Any] | None,
+                         now: datetime) -> None:
+        """Create a workspace (settings validated, defaults filled); Conflict if it exists."""
+        ...
+
+    def workspace(self, workspace: str) -> dict[str, Any] | None:
+        """One workspace record (id, name, settings, created_at), or None."""
+        ...
+
+    def workspaces(self) -> list[dict[str, Any]]:
+        """Every workspace record, by id."""
+        ...
+
+    def update_workspace(self, workspace: str, *, name: str | None = None,
+                         settings: Mapping[str, Any] | None = None, now: datetime) -> bool:
+        """Rename and/or change some settings (others kept); True if the workspace exists."""
+        ...
+
+    def delete_workspace(self, workspace: str) -> dict[str, int]:
+        """Delete a workspace and every row it owns, atomically; rows deleted per table."""
+        ...
+
+    def export_workspace(self, workspace: str) -> Iterator[tuple[str, pa.Table]]:
+        """(table name, rows of the workspace without its workspace column) for every table."""
+        ...
+
+    def import_workspace(self, workspace: str, tables: Mapping[str, pa.Table],
+                         now: datetime) -> dict[str, int]:
+        """Load exported tables into a new or empty workspace, all or nothing; rows per table."""
+        ...
 
     def put_kpis(self, workspace: str, definitions: Sequence[Mapping[str, Any]],
                  now: datetime) -> None:

@@ -8,6 +8,8 @@ Schema (see schema.py for every version)::
     series(series_id PK, workspace_id, kpi_id, series_key)           UNIQUE (workspace_id, series_key)
     series_dims(series_id, dim, value)                               one row per dimension
     points(series_id, ts TIMESTAMPTZ, value, raw_value, correction, ingested_at)
+    … and one table per concern (audit, outbox, alerts, usage, accounts); workspaces.py lists
+    which tables a workspace owns (deleted, exported and imported with it)
 
 A series is one KPI × one combination of dimension values. Points carry no key constraint:
 keeping an ART index over tens of millions of rows would cost more memory and insert time
@@ -43,11 +45,13 @@ from kpidash.store.duckdb.periods import bucket_sql, from_epoch_us, longest_peri
 from kpidash.store.duckdb.schema import MIGRATIONS, SCHEMA_VERSION
 from kpidash.store.duckdb.sql import optional_where, time_range_sql
 from kpidash.store.duckdb.usage import UsageTables
+from kpidash.store.duckdb.workspaces import WorkspaceTables
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "DuckDBStore"]
 
 
-class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables, AccountTables):
+class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables, AccountTables,
+                  WorkspaceTables):
     """A Store on one DuckDB database file (or ``:memory:``)."""
 
     def __init__(self, path: str = ":memory:", *, memory_limit: str | None = None,

@@ -1,0 +1,350 @@
+"""Workspaces in the DuckDB store: records, complete deletion, export and import.
+
+:data:`OWNED_TABLES` lists every table whose rows belong to a workspace — by a
+``workspace_id`` column, or through ``series_id`` for ``series_dims`` and ``points`` — and
+:data:`GLOBAL_TABLES` those that belong to none. A test compares both with the catalog, so a
+new table must be classified here before deletion, export and import can forget it.
+
+Exported tables are portable: the workspace column is dropped, points and series dimensions
+name their series by ``series_key`` (not the store's series id), and columns numbered by a
+store-wide sequence (annotation ids, history/acknowledgement/interaction sequence numbers) or
+read in insertion order (``kpis``, ``correction_log``: an added ``ord``) hold 0-based ranks,
+renumbered on import in the same order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kpidash.core.workspace import (
+    WorkspaceSettings,
+    check_workspace_id,
+    check_workspace_name,
+    validate_settings,
+)
+from kpidash.errors import Conflict, NotFound, StoreError
+from kpidash.store.duckdb.periods import from_epoch_us
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+
+@dataclass(frozen=True)
+class Owned:
+    """A table of workspace rows kept by ``workspace_id``, exported with every other column.
+
+    ``ranked``: a column numbered by ``sequence``, exported as its 0-based rank; ``ord``: the
+    table is read in insertion order, exported with an ``ord`` column (rank of rowid)."""
+
+    name: str
+    order: str
+    ranked: str | None = None
+    sequence: str | None = None
+    ord: bool = False
+
+
+# Export/import order: parents before the rows that name them.
+OWNED_TABLES: tuple[Owned, ...] = (
+    Owned("kpis", "rowid", ord=True),
+    Owned("correction_log", "rowid", ord=True),
+    Owned("annotations", "id", ranked="id", sequence="annotation_id_seq"),
+    Owned("anomalies", "kpi_id, slice, grain, ts"),
+    Owned("outbox", "created_at, notification_id, channel"),
+    Owned("alert_rules", "rule_id"),
+    Owned("alert_instances", "fingerprint"),
+    Owned("alert_history", "seq", ranked="seq", sequence="alert_history_seq"),
+    Owned("alert_acks", "seq", ranked="seq", sequence="alert_ack_seq"),
+    Owned("silences", "silence_id"),
+    Owned("alert_groups", "group_key"),
+    Owned("interactions", "seq", ranked="seq", sequence="interaction_seq"),
+    Owned("insight_views", "user_id, insight_key"),
+    Owned("dashboards", "id"),
+)
+SERIES_TABLES = ("series", "series_dims", "points")
+"""Tables of the data: ``series`` by workspace_id, the other two through its series_id."""
+TABLE_NAMES: tuple[str, ...] = ("workspaces", *SERIES_TABLES,
+                                *(t.name for t in OWNED_TABLES))
+"""Every table of a workspace export, in import order."""
+GLOBAL_TABLES = frozenset({"kpidash_schema", "users", "sessions", "login_failures"})
+"""Tables of the whole server (accounts are global; membership comes with the API)."""
+
+_SERIES_EXPORT = {
+    "series": "SELECT series_key, kpi_id, last_ts, min_gap_us FROM series "
+              "WHERE workspace_id = ? ORDER BY series_id",
+    "series_dims": "SELECT s.series_key, d.dim, d.value FROM series_dims d JOIN series s "
+                   "USING (series_id) WHERE s.workspace_id = ? ORDER BY d.series_id, d.dim",
+    "points": "SELECT s.series_key, p.ts, p.value, p.raw_value, p.correction, "
+              "p.correction_reason, p.ingested_at FROM points p JOIN series s "
+              "USING (series_id) WHERE s.workspace_id = ? ORDER BY p.series_id, p.ts",
+}
+_WORKSPACE_SCHEMA = pa.schema([("name", pa.string()), ("settings", pa.string())])
+
+
+class WorkspaceTables:
+    """Mixed into DuckDBStore: workspace records, delete, export and import."""
+
+    _con: duckdb.DuckDBPyConnection
+
+    if TYPE_CHECKING:  # provided by DuckDBStore
+        def transaction(self) -> AbstractContextManager[None]: ...
+
+    def _q(self, sql: str, params: list[Any] | None = None) -> list[Any]:
+        return self._con.execute(sql, params or []).fetchall()
+
+    # -- records ---------------------------------------------------------------------------
+
+    def create_workspace(self, workspace: str, name: str, settings: Mapping[str, Any] | None,
+                         now: datetime) -> None:
+        """Create a workspace (settings validated, defaults filled); Conflict if it exists."""
+        check_workspace_id(workspace)
+        doc = _settings_json(validate_settings(settings))
+        with self.transaction():
+            if self._q("SELECT 1 FROM workspaces WHERE id = ?", [workspace]):
+                raise Conflict(f"workspace {workspace!r} already exists; choose another id")
+            self._q("INSERT INTO workspaces (id, name, settings, created_at) VALUES (?, ?, ?, ?)",
+                    [workspace, check_workspace_name(name), doc, now])
+
+    def workspace(self, workspace: str) -> dict[str, Any] | None:
+        """One workspace record (id, name, settings, created_at), or None."""
+        rows = self._records("WHERE id = ?", [workspace])
+        return rows[0] if rows else None
+
+    def workspaces(self) -> list[dict[str, Any]]:
+        """Every workspace record, by id."""
+        return self._records("", [])
+
+    def _records(self, where: str, params: list[Any]) -> list[dict[str, Any]]:
+        rows = self._q("SELECT id, name, settings, epoch_us(created_at) FROM workspaces "
+                       f"{where} ORDER BY id", params)
+        return [{"id": i, "name": n, "settings": validate_settings(json.loads(s)).model_dump(),
+                 "created_at": from_epoch_us(c)} for i, n, s, c in rows]
+
+    def update_workspace(self, workspace: str, *, name: str | None = None,
+                         settings: Mapping[str, Any] | None = None, now: datetime) -> bool:
+        """Rename and/or change some settings (others kept); True if the workspace exists.
+
+        ``now`` is accepted for when records keep a change time (the v1 table has none)."""
+        with self.transaction():
+            current = self.workspace(workspace)
+            if current is None:
+                return False
+            merged = validate_settings(settings, WorkspaceSettings(**current["settings"]))
+            self._q("UPDATE workspaces SET name = ?, settings = ? WHERE id = ?",
+                    [current["name"] if name is None else check_workspace_name(name),
+                     _settings_json(merged), workspace])
+        return True
+
+    # -- delete ----------------------------------------------------------------------------
+
+    def delete_workspace(self, workspace: str) -> dict[str, int]:
+        """Delete a workspace and every row it owns, atomically; rows deleted per table."""
+        ids = "SELECT series_id FROM series WHERE workspace_id = ?"
+        counts: dict[str, int] = {}
+        with self.transaction():
+            for table in ("points", "series_dims"):
+                counts[table] = self._count(
+                    f"DELETE FROM {table} WHERE series_id IN ({ids})", [workspace])
+            counts["series"] = self._count("DELETE FROM series WHERE workspace_id = ?",
+                                           [workspace])
+            for t in OWNED_TABLES:
+                counts[t.name] = self._count(f"DELETE FROM {t.name} WHERE workspace_id = ?",
+                                             [workspace])
+            counts["workspaces"] = self._count("DELETE FROM workspaces WHERE id = ?",
+                                               [workspace])
+        return counts
+
+    def _count(self, sql: str, params: list[Any]) -> int:
+        rows = self._q(sql, params)
+        return int(rows[0][0]) if rows else 0
+
+    def _holds_rows(self, workspace: str) -> list[str]:
+        """Tables holding rows of ``workspace`` (its record aside)."""
+        names = ["series", *(t.name for t in OWNED_TABLES)]
+        sql = " UNION ALL ".join(
+            f"SELECT '{n}' AS t FROM (SELECT 1 FROM {n} WHERE workspace_id = ? LIMIT 1)"
+            for n in names)
+        return [r[0] for r in self._q(sql, [workspace] * len(names))]
+
+    # -- export ----------------------------------------------------------------------------
+
+    def export_workspace(self, workspace: str) -> Iterator[tuple[str, pa.Table]]:
+        """(table name, rows of the workspace without its workspace column) for every table."""
+        record = self.workspace(workspace)
+        if record is None:
+            raise NotFound(f"workspace {workspace!r} does not exist")
+        yield "workspaces", pa.table(
+            {"name": [record["name"]],
+             "settings": [_settings_json(WorkspaceSettings(**record["settings"]))]},
+            schema=_WORKSPACE_SCHEMA)
+        for name in SERIES_TABLES:
+            yield name, self._con.sql(_SERIES_EXPORT[name], params=[workspace]).to_arrow_table()
+        for t in OWNED_TABLES:
+            yield t.name, self._con.sql(self._export_sql(t),
+                                        params=[workspace]).to_arrow_table()
+
+    def _columns(self, table: str) -> list[str]:
+        return [r[0] for r in self._q(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "AND table_schema = 'main' ORDER BY ordinal_position", [table])]
+
+    def _export_sql(self, t: Owned) -> str:
+        cols = []
+        for c in self._columns(t.name):
+            if c == "workspace_id":
+                continue
+            cols.append(f"(row_number() OVER (ORDER BY {t.order}) - 1)::BIGINT AS {c}"
+                        if c == t.ranked else c)
+        if t.ord:
+            cols.insert(0, f"(row_number() OVER (ORDER BY {t.order}) - 1)::BIGINT AS ord")
+        return (f"SELECT {', '.join(cols)} FROM {t.name} WHERE workspace_id = ? "
+                f"ORDER BY {t.order}")
+
+    def export_schemas(self) -> dict[str, pa.Schema]:
+        """The Arrow schema of every exported table, by name."""
+        out = {"workspaces": _WORKSPACE_SCHEMA}
+        for name in SERIES_TABLES:
+            out[name] = self._con.sql(_SERIES_EXPORT[name], params=[""]).to_arrow_table().schema
+        for t in OWNED_TABLES:
+            out[t.name] = self._con.sql(self._export_sql(t), params=[""]).to_arrow_table().schema
+        return out
+
+    # -- import ----------------------------------------------------------------------------
+
+    def import_workspace(self, workspace: str, tables: Mapping[str, pa.Table],
+                         now: datetime) -> dict[str, int]:
+        """Load exported tables into a new or empty workspace, all or nothing (ids renumbered);
+        rows imported per table. Conflict if the workspace holds rows, StoreError naming the
+        table whose rows do not fit."""
+        check_workspace_id(workspace)
+        data = self._conform(tables)
+        record = data["workspaces"]
+        if record.num_rows != 1:
+            raise StoreError(f"table 'workspaces' must hold exactly one row, got "
+                             f"{record.num_rows}")
+        name = check_workspace_name(record["name"][0].as_py())
+        try:
+            settings = validate_settings(json.loads(record["settings"][0].as_py()))
+        except Exception as exc:
+            raise StoreError(f"table 'workspaces': invalid settings: {exc}") from None
+        counts = {n: tbl.num_rows for n, tbl in data.items()}
+        with self.transaction():
+            taken = self._holds_rows(workspace)
+            if taken:
+                raise Conflict(f"workspace {workspace!r} already holds data (in "
+                               f"{', '.join(taken)}); import into a new or empty workspace")
+            if self._q("SELECT 1 FROM workspaces WHERE id = ?", [workspace]):
+                self._q("UPDATE workspaces SET name = ?, settings = ? WHERE id = ?",
+                        [name, _settings_json(settings), workspace])
+            else:
+                self._q("INSERT INTO workspaces (id, name, settings, created_at) "
+                        "VALUES (?, ?, ?, ?)", [workspace, name, _settings_json(settings), now])
+            self._import_series(workspace, data)
+            for t in OWNED_TABLES:
+                self._import_owned(workspace, t, data[t.name])
+        return counts
+
+    def _conform(self, tables: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
+        """Every export table with exactly its columns and types (a missing table: no rows)."""
+        schemas = self.export_schemas()
+        unknown = sorted(set(tables) - set(schemas))
+        if unknown:
+            raise StoreError(f"unknown table(s) {', '.join(map(repr, unknown))} in the import; "
+                             f"expected some of {', '.join(schemas)}")
+        out: dict[str, pa.Table] = {}
+        for name, schema in schemas.items():
+            tbl = tables.get(name)
+            if tbl is None:
+                out[name] = schema.empty_table()
+                continue
+            got, want = set(tbl.column_names), set(schema.names)
+            if got != want:
+                raise StoreError(
+                    f"table {name!r} has columns {sorted(got)}, expected {sorted(want)} "
+                    f"(missing {sorted(want - got)}, extra {sorted(got - want)})")
+            try:
+                out[name] = tbl.select(schema.names).cast(schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                raise StoreError(f"table {name!r} has columns of the wrong type: {exc}") from None
+        return out
+
+    def _new_ids(self, sequence: str, n: int) -> np.ndarray[Any, Any]:
+        """``n`` fresh values of a sequence, ascending."""
+        if n == 0:
+            return np.array([], dtype=np.int64)
+        got = self._con.execute(
+            f"SELECT nextval('{sequence}') AS id FROM range({n})").fetchnumpy()["id"]
+        return np.sort(np.asarray(got, dtype=np.int64))
+
+    def _insert(self, table: str, sql: str, params: list[Any], expect: int,
+                tables: dict[str, pa.Table]) -> None:
+        """Run one INSERT … SELECT over the Arrow tables in ``tables`` (read by name) and
+        check it wrote ``expect`` rows; StoreError naming ``table`` otherwise."""
+        for local, tbl in tables.items():
+            self._con.register(local, tbl)
+        try:
+            rows = self._q(sql, params)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot import table {table!r}: {exc}") from None
+        finally:
+            for local in tables:
+                self._con.unregister(local)
+        written = int(rows[0][0]) if rows else 0
+        if written != expect:  # only an inner join on series_key drops rows
+            raise StoreError(f"cannot import table {table!r}: {expect - written} of its "
+                             f"{expect} rows name a series_key missing from table 'series'")
+
+    def _import_series(self, workspace: str, data: dict[str, pa.Table]) -> None:
+        series = data["series"]
+        keys = series["series_key"]
+        if pc.count_distinct(keys).as_py() != series.num_rows:
+            raise StoreError("cannot import table 'series': a series_key occurs twice")
+        for key in keys.to_pylist():
+            if key is None:
+                raise StoreError("cannot import table 'series': a series_key is null")
+        new = series.append_column("series_id", pa.array(self._new_ids("series_id_seq",
+                                                                       series.num_rows)))
+        self._insert("series", "INSERT INTO series (series_id, workspace_id, kpi_id, series_key, "
+                     "last_ts, min_gap_us) SELECT series_id, ?, kpi_id, series_key, last_ts, "
+                     "min_gap_us FROM _kp_in", [workspace], series.num_rows, {"_kp_in": new})
+        join = "JOIN series s ON s.workspace_id = ? AND s.series_key = x.series_key"
+        dims = data["series_dims"]
+        self._insert("series_dims", f"INSERT INTO series_dims SELECT s.series_id, x.dim, x.value "
+                     f"FROM _kp_in x {join}", [workspace], dims.num_rows, {"_kp_in": dims})
+        points = data["points"]
+        pairs = pa.table({"k": points["series_key"], "t": pc.cast(points["ts"], pa.int64())})
+        if pairs.group_by(["k", "t"]).aggregate([]).num_rows != points.num_rows:
+            raise StoreError("cannot import table 'points': a (series_key, ts) occurs twice")
+        # sorted by (series_id, ts) as the write path inserts, so scans prune by series
+        self._insert("points", "INSERT INTO points (series_id, ts, value, raw_value, correction, "
+                     "correction_reason, ingested_at) SELECT s.series_id, x.ts, x.value, "
+                     "x.raw_value, x.correction, x.correction_reason, x.ingested_at "
+                     f"FROM _kp_in x {join} ORDER BY s.series_id, x.ts", [workspace],
+                     points.num_rows, {"_kp_in": points})
+
+    def _import_owned(self, workspace: str, t: Owned, tbl: pa.Table) -> None:
+        if t.ord:
+            tbl = tbl.sort_by("ord").drop_columns(["ord"])
+        if t.ranked is not None and t.sequence is not None:
+            tbl = tbl.sort_by(t.ranked)
+            tbl = tbl.set_column(tbl.column_names.index(t.ranked), t.ranked,
+                                 pa.array(self._new_ids(t.sequence, tbl.num_rows)))
+        cols = [c for c in self._columns(t.name) if c != "workspace_id"]
+        # rows go in in the table's order (rowid and sequence order are kept)
+        tbl = tbl.append_column("_n", pa.array(np.arange(tbl.num_rows, dtype=np.int64)))
+        self._insert(t.name, f"INSERT INTO {t.name} (workspace_id, {', '.join(cols)}) "
+                     f"SELECT ?, {', '.join(cols)} FROM _kp_in ORDER BY _n", [workspace],
+                     tbl.num_rows, {"_kp_in": tbl})
+
+
+def _settings_json(settings: WorkspaceSettings) -> str:
+    return json.dumps(settings.model_dump(), sort_keys=True, separators=(",", ":"))
+
