@@ -34,13 +34,15 @@ def batch(rows: list[tuple[str, datetime, float, dict[str, str]]]) -> CleanBatch
 
 
 def fill(store: Store, ws: str, k: float) -> None:
-    """Rows of ``ws`` in every owned table; values scaled by ``k`` (distinct per workspace)."""
-    store.ensure_workspace(ws)
+    """Rows of ``ws`` in every owned table; values scaled by ``k`` and ``4 + int(k)`` days of
+    points, and a third region when ``k`` > 1 (so counts and time ranges differ too)."""
+    regions = ("EU", "NA", "APAC") if k > 1 else ("EU", "NA")
+    store.create_workspace(ws, f"Workspace {ws}", {"fiscal_year_start": int(k)}, NOW)
     store.put_kpis(ws, [{**d, "description": f"k={k}"} for d in REG.to_dicts()], NOW)
     store.write_points(ws, batch(
         [("sales", T0 + timedelta(days=i), k * (i + 1), {"region": r})
-         for i in range(5) for r in ("EU", "NA")]
-        + [("temp", T0 + timedelta(days=i), k + i, {}) for i in range(5)]), NOW)
+         for i in range(4 + int(k)) for r in regions]
+        + [("temp", T0 + timedelta(days=i), k + i, {}) for i in range(4 + int(k))]), NOW)
     store.apply_corrections(ws, pa.table({
         "series_key": [EU], "ts": pa.array([T0 + timedelta(days=2)], pa.timestamp("us", tz="UTC")),
         "value": [k * 2.5], "method": ["hampel"], "reason": [f"spike {k}"]}), NOW)
