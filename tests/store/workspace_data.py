@@ -33,11 +33,20 @@ def batch(rows: list[tuple[str, datetime, float, dict[str, str]]]) -> CleanBatch
     return b
 
 
-def fill(store: Store, ws: str, k: float) -> None:
+def fill(store: Store, ws: str, k: float, *, data: bool = True) -> None:
     """Rows of ``ws`` in every owned table; values scaled by ``k`` and ``4 + int(k)`` days of
-    points, and a third region when ``k`` > 1 (so counts and time ranges differ too)."""
+    points, and a third region when ``k`` > 1 (so counts and time ranges differ too); the
+    workspace is created unless it exists."""
+    if store.workspace(ws) is None:
+        store.create_workspace(ws, f"Workspace {ws}", {"fiscal_year_start": int(k)}, NOW)
+    if data:
+        fill_data(store, ws, k)
+    fill_state(store, ws, k)
+
+
+def fill_data(store: Store, ws: str, k: float) -> None:
+    """KPI definitions, points and a correction."""
     regions = ("EU", "NA", "APAC") if k > 1 else ("EU", "NA")
-    store.create_workspace(ws, f"Workspace {ws}", {"fiscal_year_start": int(k)}, NOW)
     store.put_kpis(ws, [{**d, "description": f"k={k}"} for d in REG.to_dicts()], NOW)
     store.write_points(ws, batch(
         [("sales", T0 + timedelta(days=i), k * (i + 1), {"region": r})
@@ -46,6 +55,10 @@ def fill(store: Store, ws: str, k: float) -> None:
     store.apply_corrections(ws, pa.table({
         "series_key": [EU], "ts": pa.array([T0 + timedelta(days=2)], pa.timestamp("us", tz="UTC")),
         "value": [k * 2.5], "method": ["hampel"], "reason": [f"spike {k}"]}), NOW)
+
+
+def fill_state(store: Store, ws: str, k: float) -> None:
+    """Annotations, anomalies, outbox, alerting state, usage and dashboards."""
     store.add_annotation(ws, Annotation(T0, T0 + timedelta(days=1), f"launch {k}",
                                         kpi_id="sales"), NOW)
     store.add_annotation(ws, Annotation(T0 + timedelta(days=3), T0 + timedelta(days=4),

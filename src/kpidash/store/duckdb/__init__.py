@@ -96,7 +96,9 @@ class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables, AccountTab
         self.ensure_workspace(DEFAULT_WORKSPACE, "Default")
 
     def schema_version(self) -> int:
-        row = self._con.execute("SELECT max(version) FROM kpidash_schema").fetchone()
+        # fetchall, not fetchone: a result left unfinished makes DuckDB refuse the next
+        # relation (con.sql) on this connection
+        row = _first(self._run("SELECT max(version) FROM kpidash_schema"))
         return int(row[0]) if row and row[0] is not None else 0
 
     @contextmanager
@@ -420,13 +422,13 @@ class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables, AccountTab
         sql = ("SELECT count(*) FROM points p JOIN series s USING (series_id) "
                "WHERE s.workspace_id = ?")
         where, params = optional_where(("s.kpi_id = ?", kpi_id))
-        row = self._con.execute(sql + where, [workspace, *params]).fetchone()
+        row = _first(self._run(sql + where, [workspace, *params]))
         return int(row[0]) if row else 0
 
     def series_count(self, workspace: str, kpi_id: str | None = None) -> int:
         sql = "SELECT count(*) FROM series WHERE workspace_id = ?"
         where, params = optional_where(("kpi_id = ?", kpi_id))
-        row = self._con.execute(sql + where, [workspace, *params]).fetchone()
+        row = _first(self._run(sql + where, [workspace, *params]))
         return int(row[0]) if row else 0
 
     def time_range(self, workspace: str, kpi_ids: Sequence[str] | None = None,
@@ -439,7 +441,7 @@ class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables, AccountTab
         if kpi_ids:
             sql += f" AND s.kpi_id IN ({', '.join('?' * len(kpi_ids))})"
             params += list(kpi_ids)
-        row = self._con.execute(sql, params).fetchone()
+        row = _first(self._run(sql, params))
         if not row or row[0] is None:
             return None
         return from_epoch_us(row[0]), from_epoch_us(row[1])
@@ -458,6 +460,10 @@ _AGG_SQL = {
     Aggregation.MAX: "max(x.value)",
     Aggregation.COUNT: "count(*)::DOUBLE",
 }
+
+
+def _first(rows: list[Any]) -> Any:
+    return rows[0] if rows else None
 
 
 def _q(text: str) -> str:
