@@ -301,7 +301,7 @@ def test_migrates_a_version_6_database(tmp_path: Path) -> None:
     con.close()
     s = open_store(str(path))
     try:
-        assert s.schema_version() == SCHEMA_VERSION == 7
+        assert s.schema_version() == SCHEMA_VERSION
         assert s.alert_rules("default") == [{"id": "r1"}]
         assert s.insight_views("default", "ana") == {"k1": (3, T0)}
         assert snapshot(s) == EMPTY

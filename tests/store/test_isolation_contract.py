@@ -95,6 +95,7 @@ READS: dict[str, list[Read]] = {
     "series_count": [lambda s, w: s.series_count(w), lambda s, w: s.series_count(w, "sales")],
     "time_range": [lambda s, w: s.time_range(w), lambda s, w: s.time_range(w, ["temp"])],
     "workspace": [lambda s, w: s.workspace(w)],
+    "memberships": [lambda s, w: s.memberships(w)],
     "export_workspace": [lambda s, w: s.export_workspace(w)],
 }
 
@@ -147,15 +148,18 @@ WRITES: dict[str, Write] = {
         "id": "d1", "owner_id": "bob", "name": "Mine now", "spec": {}, "shared_with": [],
         "created_at": NOW, "updated_at": NOW}),
     "delete_dashboard": lambda s, w: s.delete_dashboard(w, "d2"),
+    "put_membership": lambda s, w: s.put_membership(w, "bob", "admin", NOW),
+    "delete_membership": lambda s, w: s.delete_membership(w, "ana"),
     "import_workspace": _import_again,
     "delete_workspace": lambda s, w: s.delete_workspace(w),
 }
 
-# Server-wide methods: no workspace to cross (accounts are global; membership comes later).
+# Server-wide methods: no workspace to cross (accounts are global; a user's memberships span
+# workspaces by design — test_memberships.py checks they are kept per workspace).
 GLOBAL = {"close", "transaction", "schema_version", "workspaces", "add_user", "user",
           "user_by_name", "users", "update_user", "delete_user", "add_session", "session_row",
           "session", "sessions", "touch_session", "revoke_sessions", "add_login_failures",
-          "login_failures", "clear_login_failures"}
+          "login_failures", "clear_login_failures", "user_memberships"}
 
 
 def protocol_methods() -> set[str]:

@@ -218,7 +218,7 @@ def test_migrates_a_version_5_database(tmp_path: Path) -> None:
     con.close()
     s = open_store(str(path))
     try:
-        assert s.schema_version() == SCHEMA_VERSION == 7
+        assert s.schema_version() == SCHEMA_VERSION
         assert s.read_points("default", "sales")["value"].to_pylist() == [4.0]
         assert s.alert_rules("default") == [{"id": "r1"}]
         assert snapshot(s) == EMPTY

@@ -9,7 +9,7 @@ from workspace_data import NOW, catalog, fill, raw_snapshot
 
 from kpidash.errors import Conflict, ValidationFailed
 from kpidash.store.base import Store
-from kpidash.store.duckdb.workspaces import GLOBAL_TABLES, TABLE_NAMES
+from kpidash.store.duckdb.workspaces import GLOBAL_TABLES, MEMBER_TABLES, TABLE_NAMES
 
 DEFAULTS = {"timezone": "UTC", "currency": "USD", "fiscal_year_start": 1,
             "default_theme": "corporate"}
@@ -20,7 +20,7 @@ def test_create_read_list(store: Store) -> None:
     store.create_workspace("beta", "Beta", None, NOW)
     assert store.workspace("acme") == {"id": "acme", "name": "Acme Inc.",
                                        "settings": {**DEFAULTS, "currency": "EUR"},
-                                       "created_at": NOW}
+                                       "created_at": NOW, "updated_at": NOW}
     assert store.workspace("nope") is None
     assert [w["id"] for w in store.workspaces()] == ["acme", "beta", "default"]
     assert store.workspace("default")["settings"] == DEFAULTS  # type: ignore[index]
@@ -45,6 +45,7 @@ def test_update_renames_and_merges_settings(store: Store) -> None:
     assert store.update_workspace("acme", name="Acme Europe", now=later)
     got = store.workspace("acme")
     assert got is not None and got["name"] == "Acme Europe"
+    assert got["created_at"] == NOW and got["updated_at"] == later
     assert got["settings"] == {**DEFAULTS, "currency": "EUR", "fiscal_year_start": 4}
     assert not store.update_workspace("nope", name="x", now=later)
     with pytest.raises(ValidationFailed):
@@ -54,12 +55,13 @@ def test_update_renames_and_merges_settings(store: Store) -> None:
 
 def test_owned_tables_cover_the_catalog(store: Store) -> None:
     """Every table with a workspace_id or series_id column is deleted, exported and imported
-    with its workspace; every other table is declared global. A new table fails here until
-    it is classified in store/duckdb/workspaces.py."""
+    with its workspace (or, for memberships, deleted only); every other table is declared
+    global. A new table fails here until it is classified in store/duckdb/workspaces.py."""
     tables = catalog(store)
     scoped = {t for t, cols in tables.items() if {"workspace_id", "series_id"} & set(cols)}
-    assert scoped | {"workspaces"} == set(TABLE_NAMES)
-    assert set(tables) == set(TABLE_NAMES) | GLOBAL_TABLES
+    assert scoped | {"workspaces"} == set(TABLE_NAMES) | set(MEMBER_TABLES)
+    assert not set(TABLE_NAMES) & set(MEMBER_TABLES)
+    assert set(tables) == set(TABLE_NAMES) | set(MEMBER_TABLES) | GLOBAL_TABLES
 
 
 def test_delete_removes_every_row_of_the_workspace(store: Store) -> None:

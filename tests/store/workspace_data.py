@@ -58,7 +58,7 @@ def fill_data(store: Store, ws: str, k: float) -> None:
 
 
 def fill_state(store: Store, ws: str, k: float) -> None:
-    """Annotations, anomalies, outbox, alerting state, usage and dashboards."""
+    """Annotations, anomalies, outbox, alerting state, usage, dashboards and memberships."""
     store.add_annotation(ws, Annotation(T0, T0 + timedelta(days=1), f"launch {k}",
                                         kpi_id="sales"), NOW)
     store.add_annotation(ws, Annotation(T0 + timedelta(days=3), T0 + timedelta(days=4),
@@ -97,6 +97,8 @@ def fill_state(store: Store, ws: str, k: float) -> None:
         store.put_dashboard(ws, {"id": f"d{n}", "owner_id": "ana", "name": f"Board {n} {k}",
                                  "spec": {"k": k}, "shared_with": ["bob"],
                                  "created_at": NOW, "updated_at": NOW})
+    store.put_membership(ws, "ana", "admin", NOW)
+    store.put_membership(ws, "bob", "viewer" if k > 1 else "analyst", NOW)
 
 
 def catalog(store: Store) -> dict[str, list[str]]:

@@ -101,7 +101,8 @@ def write_archive(store: Store, workspace: str, path: str | Path) -> dict[str, A
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "kpidash_version": __version__,
             "schema_version": store.schema_version(),
-            "workspace": {**record, "created_at": record["created_at"].isoformat()},
+            "workspace": {**record, "created_at": record["created_at"].isoformat(),
+                          "updated_at": record["updated_at"].isoformat()},
             "tables": tables}
         zf.writestr(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
     return manifest

@@ -57,7 +57,7 @@ class Store(Protocol):
         ...
 
     def workspace(self, workspace: str) -> dict[str, Any] | None:
-        """One workspace record (id, name, settings, created_at), or None."""
+        """One workspace record (id, name, settings, created_at, updated_at), or None."""
         ...
 
     def workspaces(self) -> list[dict[str, Any]]:
@@ -66,11 +66,11 @@ class Store(Protocol):
 
     def update_workspace(self, workspace: str, *, name: str | None = None,
                          settings: Mapping[str, Any] | None = None, now: datetime) -> bool:
-        """Rename and/or change some settings (others kept); True if the workspace exists."""
+        """Rename and/or change settings (others kept), updated_at = now; True if it exists."""
         ...
 
     def delete_workspace(self, workspace: str) -> dict[str, int]:
-        """Delete a workspace and every row it owns, atomically; rows deleted per table."""
+        """Delete a workspace, every row it owns and its memberships, atomically; rows per table."""
         ...
 
     def export_workspace(self, workspace: str) -> Iterator[tuple[str, pa.Table]]:
@@ -263,7 +263,25 @@ class Store(Protocol):
         ...
 
     def delete_user(self, user_id: str) -> bool:
-        """Delete a user, their sessions and owned dashboards, and unshare them; True if found."""
+        """Delete a user with sessions, memberships, owned dashboards; unshare them; True if found."""
+        ...
+
+    # -- memberships (a user's role in a workspace; deleted with either, never exported) ---
+
+    def put_membership(self, workspace: str, user_id: str, role: str, now: datetime) -> None:
+        """Make a user a member of a workspace with ``role``, or change their role."""
+        ...
+
+    def delete_membership(self, workspace: str, user_id: str) -> bool:
+        """Remove a user from a workspace; True if they were a member."""
+        ...
+
+    def memberships(self, workspace: str) -> list[dict[str, Any]]:
+        """The members of a workspace (user_id, role, created_at), by user id."""
+        ...
+
+    def user_memberships(self, user_id: str) -> list[dict[str, Any]]:
+        """A user's workspaces (workspace_id, name, role, created_at), by workspace id."""
         ...
 
     def add_session(self, row: Mapping[str, Any]) -> bool:

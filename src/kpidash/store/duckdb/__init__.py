@@ -3,13 +3,13 @@
 Schema (see schema.py for every version)::
 
     kpidash_schema(version, applied_at)               one row per applied migration
-    workspaces(id PK, name, settings JSON, created_at)
+    workspaces(id PK, name, settings JSON, created_at, updated_at)
     kpis(workspace_id, kpi_id, definition JSON, updated_at)          PK (workspace_id, kpi_id)
     series(series_id PK, workspace_id, kpi_id, series_key)           UNIQUE (workspace_id, series_key)
     series_dims(series_id, dim, value)                               one row per dimension
     points(series_id, ts TIMESTAMPTZ, value, raw_value, correction, ingested_at)
-    … and one table per concern (audit, outbox, alerts, usage, accounts); workspaces.py lists
-    which tables a workspace owns (deleted, exported and imported with it)
+    … and one table per concern (audit, outbox, alerts, usage, accounts, memberships);
+    workspaces.py lists which tables a workspace owns (deleted, exported and imported with it)
 
 A series is one KPI × one combination of dimension values. Points carry no key constraint:
 keeping an ART index over tens of millions of rows would cost more memory and insert time
@@ -40,6 +40,7 @@ from kpidash.store.base import AggSpec, WriteStats
 from kpidash.store.duckdb.accounts import AccountTables
 from kpidash.store.duckdb.alerts import AlertTables
 from kpidash.store.duckdb.audit import AuditTables
+from kpidash.store.duckdb.memberships import MembershipTables
 from kpidash.store.duckdb.outbox import OutboxTable
 from kpidash.store.duckdb.periods import bucket_sql, from_epoch_us, longest_period_us
 from kpidash.store.duckdb.schema import MIGRATIONS, SCHEMA_VERSION
@@ -51,7 +52,7 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "DuckDBStore"]
 
 
 class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables, AccountTables,
-                  WorkspaceTables):
+                  MembershipTables, WorkspaceTables):
     """A Store on one DuckDB database file (or ``:memory:``)."""
 
     def __init__(self, path: str = ":memory:", *, memory_limit: str | None = None,
@@ -126,7 +127,7 @@ class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables, AccountTab
 
     def ensure_workspace(self, workspace: str, name: str | None = None) -> None:
         self._run(
-            "INSERT INTO workspaces (id, name, created_at) VALUES (?, ?, now()) "
+            "INSERT INTO workspaces (id, name, created_at, updated_at) VALUES (?, ?, now(), now()) "
             "ON CONFLICT DO NOTHING", [workspace, name or workspace])
 
     def put_kpis(self, workspace: str, definitions: Sequence[Mapping[str, Any]],

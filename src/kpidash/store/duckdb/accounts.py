@@ -103,10 +103,11 @@ class AccountTables:
         return bool(rows and rows[0][0])
 
     def delete_user(self, user_id: str) -> bool:
-        """Delete a user with their sessions and the dashboards they own (every workspace),
-        and drop them from dashboards shared with them; True if the user existed."""
+        """Delete a user with their sessions, memberships and the dashboards they own (every
+        workspace), and drop them from dashboards shared with them; True if the user existed."""
         with self.transaction():
             self._all("DELETE FROM sessions WHERE user_id = ?", [user_id])
+            self._all("DELETE FROM memberships WHERE user_id = ?", [user_id])
             self._all("DELETE FROM dashboards WHERE owner_id = ?", [user_id])
             self._all(
                 "UPDATE dashboards SET shared_with = to_json(list_filter("

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -120,5 +120,17 @@ MIGRATIONS: dict[int, list[str]] = {
                owner_id VARCHAR NOT NULL, name VARCHAR NOT NULL, spec JSON NOT NULL,
                shared_with JSON NOT NULL, created_at TIMESTAMPTZ NOT NULL,
                updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (workspace_id, id))""",
+    ],
+    8: [
+        # memberships: a user's role in a workspace (the global role admin means server
+        # administrator); every existing user joins 'default' with their current role, so a
+        # single-business install keeps working unchanged. Workspace records keep a change time
+        """CREATE TABLE memberships (workspace_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL,
+               role VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL,
+               PRIMARY KEY (workspace_id, user_id))""",
+        "ALTER TABLE workspaces ADD COLUMN updated_at TIMESTAMPTZ",
+        "UPDATE workspaces SET updated_at = created_at",
+        """INSERT INTO memberships (workspace_id, user_id, role, created_at)
+               SELECT 'default', id, role, created_at FROM users""",
     ],
 }

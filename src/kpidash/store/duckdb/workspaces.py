@@ -2,8 +2,11 @@
 
 :data:`OWNED_TABLES` lists every table whose rows belong to a workspace — by a
 ``workspace_id`` column, or through ``series_id`` for ``series_dims`` and ``points`` — and
-:data:`GLOBAL_TABLES` those that belong to none. A test compares both with the catalog, so a
-new table must be classified here before deletion, export and import can forget it.
+:data:`MEMBER_TABLES` those deleted with a workspace but never exported (memberships name
+users, who are global to a server: an archive imported into another server cannot keep them),
+and :data:`GLOBAL_TABLES` those that belong to none. A test compares all three with the
+catalog, so a new table must be classified here before deletion, export and import can forget
+it.
 
 Exported tables are portable: the workspace column is dropped, points and series dimensions
 name their series by ``series_key`` (not the store's series id), and columns numbered by a
@@ -74,8 +77,12 @@ SERIES_TABLES = ("series", "series_dims", "points")
 TABLE_NAMES: tuple[str, ...] = ("workspaces", *SERIES_TABLES,
                                 *(t.name for t in OWNED_TABLES))
 """Every table of a workspace export, in import order."""
+MEMBER_TABLES: tuple[str, ...] = ("memberships",)
+"""Tables of workspace rows (by ``workspace_id``) that name global users: deleted with the
+workspace, not exported, and not counted as data by an import (a new workspace has its
+creator as a member)."""
 GLOBAL_TABLES = frozenset({"kpidash_schema", "users", "sessions", "login_failures"})
-"""Tables of the whole server (accounts are global; membership comes with the API)."""
+"""Tables of the whole server (users and their sessions are global)."""
 
 _SERIES_EXPORT = {
     "series": "SELECT series_key, kpi_id, last_ts, min_gap_us FROM series "
@@ -110,11 +117,11 @@ class WorkspaceTables:
         with self.transaction():
             if self._q("SELECT 1 FROM workspaces WHERE id = ?", [workspace]):
                 raise Conflict(f"workspace {workspace!r} already exists; choose another id")
-            self._q("INSERT INTO workspaces (id, name, settings, created_at) VALUES (?, ?, ?, ?)",
-                    [workspace, check_workspace_name(name), doc, now])
+            self._q("INSERT INTO workspaces (id, name, settings, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?)", [workspace, check_workspace_name(name), doc, now, now])
 
     def workspace(self, workspace: str) -> dict[str, Any] | None:
-        """One workspace record (id, name, settings, created_at), or None."""
+        """One workspace record (id, name, settings, created_at, updated_at), or None."""
         rows = self._records("WHERE id = ?", [workspace])
         return rows[0] if rows else None
 
@@ -123,24 +130,25 @@ class WorkspaceTables:
         return self._records("", [])
 
     def _records(self, where: str, params: list[Any]) -> list[dict[str, Any]]:
-        rows = self._q("SELECT id, name, settings, epoch_us(created_at) FROM workspaces "
+        rows = self._q("SELECT id, name, settings, epoch_us(created_at), "
+                       "epoch_us(coalesce(updated_at, created_at)) FROM workspaces "
                        f"{where} ORDER BY id", params)
         return [{"id": i, "name": n, "settings": validate_settings(json.loads(s)).model_dump(),
-                 "created_at": from_epoch_us(c)} for i, n, s, c in rows]
+                 "created_at": from_epoch_us(c), "updated_at": from_epoch_us(u)}
+                for i, n, s, c, u in rows]
 
     def update_workspace(self, workspace: str, *, name: str | None = None,
                          settings: Mapping[str, Any] | None = None, now: datetime) -> bool:
-        """Rename and/or change some settings (others kept); True if the workspace exists.
-
-        ``now`` is accepted for when records keep a change time (the v1 table has none)."""
+        """Rename and/or change some settings (others kept), recording ``now`` as the
+        record's updated_at; True if the workspace exists."""
         with self.transaction():
             current = self.workspace(workspace)
             if current is None:
                 return False
             merged = validate_settings(settings, WorkspaceSettings(**current["settings"]))
-            self._q("UPDATE workspaces SET name = ?, settings = ? WHERE id = ?",
+            self._q("UPDATE workspaces SET name = ?, settings = ?, updated_at = ? WHERE id = ?",
                     [current["name"] if name is None else check_workspace_name(name),
-                     _settings_json(merged), workspace])
+                     _settings_json(merged), now, workspace])
         return True
 
     # -- delete ----------------------------------------------------------------------------
@@ -155,9 +163,9 @@ class WorkspaceTables:
                     f"DELETE FROM {table} WHERE series_id IN ({ids})", [workspace])
             counts["series"] = self._count("DELETE FROM series WHERE workspace_id = ?",
                                            [workspace])
-            for t in OWNED_TABLES:
-                counts[t.name] = self._count(f"DELETE FROM {t.name} WHERE workspace_id = ?",
-                                             [workspace])
+            for name in (*(t.name for t in OWNED_TABLES), *MEMBER_TABLES):
+                counts[name] = self._count(f"DELETE FROM {name} WHERE workspace_id = ?",
+                                           [workspace])
             counts["workspaces"] = self._count("DELETE FROM workspaces WHERE id = ?",
                                                [workspace])
         return counts
@@ -242,11 +250,12 @@ class WorkspaceTables:
                 raise Conflict(f"workspace {workspace!r} already holds data (in "
                                f"{', '.join(taken)}); import into a new or empty workspace")
             if self._q("SELECT 1 FROM workspaces WHERE id = ?", [workspace]):
-                self._q("UPDATE workspaces SET name = ?, settings = ? WHERE id = ?",
-                        [name, _settings_json(settings), workspace])
+                self._q("UPDATE workspaces SET name = ?, settings = ?, updated_at = ? "
+                        "WHERE id = ?", [name, _settings_json(settings), now, workspace])
             else:
-                self._q("INSERT INTO workspaces (id, name, settings, created_at) "
-                        "VALUES (?, ?, ?, ?)", [workspace, name, _settings_json(settings), now])
+                self._q("INSERT INTO workspaces (id, name, settings, created_at, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        [workspace, name, _settings_json(settings), now, now])
             self._import_series(workspace, data)
             for t in OWNED_TABLES:
                 self._import_owned(workspace, t, data[t.name])
