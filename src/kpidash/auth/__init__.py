@@ -1,4 +1,5 @@
-"""Users, passwords, tokens, sessions and dashboards — the service the API server calls.
+"""Users, passwords, tokens, sessions, workspace memberships and dashboards — the service the
+API server calls.
 
 No web framework here: :class:`Accounts` takes a Store, a Clock and :class:`AuthSettings`
 and raises the errors of :mod:`kpidash.errors` (InvalidCredentials, InvalidToken,

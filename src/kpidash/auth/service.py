@@ -1,8 +1,10 @@
-"""The accounts service the API calls: users, login, token refresh and check, sessions and
-dashboards.
+"""The accounts service the API calls: users, login, token refresh and check, sessions,
+workspaces and their members (see auth.workspaces) and dashboards.
 
 Time comes from the injected clock only. Users and sessions are global; dashboards belong
-to the service's workspace. Security choices, in one place:
+to the service's workspace. A new user becomes a member of the ``default`` workspace with
+their global role, and a change of global role follows into that membership, so a
+single-business install never has to think about workspaces. Security choices, in one place:
 
 * Failed logins are counted per username and per client address over
   ``failure_window``; at ``max_failures`` further attempts are refused with RateLimited
@@ -45,6 +47,7 @@ from kpidash.auth.tokens import (
     issue_access_token,
     new_refresh_token,
 )
+from kpidash.auth.workspaces import WorkspaceAccounts
 from kpidash.clock import Clock
 from kpidash.errors import (
     Conflict,
@@ -56,14 +59,16 @@ from kpidash.errors import (
     RateLimited,
     TokenReused,
 )
+from kpidash.model import DEFAULT_WORKSPACE
 from kpidash.store.base import Store
 
 BAD_CREDENTIALS = "wrong username or password"
 TOUCH_EVERY = timedelta(minutes=1)
 
 
-class Accounts:
-    """Users, sessions and dashboards over a Store, with time from ``clock``.
+class Accounts(WorkspaceAccounts):
+    """Users, sessions, workspace memberships and dashboards over a Store, with time from
+    ``clock``.
 
     ``passwords`` defaults to argon2id with pwdlib's recommended parameters.
     """
@@ -80,17 +85,21 @@ class Accounts:
 
     def create_user(self, username: str, password: str, role: Role | str = Role.VIEWER,
                     display_name: str = "", timezone: str = "UTC") -> User:
-        """A new user; InputError for a bad username, password, role, name or time zone,
-        Conflict when the username is taken."""
+        """A new user, a member of the ``default`` workspace with their role; InputError for
+        a bad username, password, role, name or time zone, Conflict when the username is
+        taken."""
         username = check_username(username)
         check_password(password, username)
         doc = {**PROFILE_DEFAULTS, "display_name": check_display_name(display_name),
                "timezone": check_timezone(timezone)}
         user_id = _new_id("usr")
+        now = self.clock.now()
         row = {"id": user_id, "username": username, "role": str(Role.parse(role)),
                "password_hash": self.passwords.hash(password), "doc": doc,
-               "created_at": self.clock.now(), "disabled": False}
-        self.store.add_user(row)
+               "created_at": now, "disabled": False}
+        with self.store.transaction():
+            self.store.add_user(row)
+            self.store.put_membership(DEFAULT_WORKSPACE, user_id, str(row["role"]), now)
         return self.get_user(user_id)
 
     def get_user(self, user_id: str) -> User:
@@ -114,7 +123,7 @@ class Accounts:
     def update_user(self, user_id: str, **changes: Any) -> User:
         """Change some of role, disabled, display_name, timezone, theme, refresh_interval,
         followed, saved_filters; InputError naming an unknown or invalid field. Disabling a
-        user ends their sessions."""
+        user ends their sessions; a new role follows into their ``default`` membership."""
         unknown = sorted(set(changes) - set(UPDATABLE))
         if unknown:
             raise InputError(f"unknown user field(s) {', '.join(unknown)}; expected some of "
@@ -133,6 +142,8 @@ class Accounts:
                 update["doc"] = {**row["doc"], **profile}
             if update:
                 self.store.update_user(user_id, update, now)
+            if "role" in clean and clean["role"] != row["role"]:
+                self._sync_default_membership(user_id, clean["role"])
             if clean.get("disabled") and not row["disabled"]:
                 self.store.revoke_sessions(now, user_id=user_id)
         return self.get_user(user_id)
@@ -148,7 +159,8 @@ class Accounts:
             self.store.revoke_sessions(now, user_id=user_id)
 
     def delete_user(self, user_id: str) -> None:
-        """Delete a user with their sessions and the dashboards they own; NotFound if unknown."""
+        """Delete a user with their sessions, memberships and the dashboards they own;
+        NotFound if unknown."""
         with self.store.transaction():
             row = self._user_row(user_id)
             self._keep_an_admin(row, "delete")
