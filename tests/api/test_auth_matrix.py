@@ -92,6 +92,15 @@ MIN_ROLE: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/users/{user_id}"): ADMIN,
     ("PATCH", "/api/v1/users/{user_id}"): ADMIN,
     ("DELETE", "/api/v1/users/{user_id}"): ADMIN,
+    # workspaces: any user may call; what they may do there depends on their role in it
+    # (server admin, workspace admin) and is tested in test_workspaces.py
+    ("GET", "/api/v1/workspaces"): VIEWER,
+    ("POST", "/api/v1/workspaces"): VIEWER,
+    ("PATCH", "/api/v1/workspaces/{workspace_id}"): VIEWER,
+    ("DELETE", "/api/v1/workspaces/{workspace_id}"): VIEWER,
+    ("GET", "/api/v1/workspaces/{workspace_id}/members"): VIEWER,
+    ("PUT", "/api/v1/workspaces/{workspace_id}/members/{user_id}"): VIEWER,
+    ("DELETE", "/api/v1/workspaces/{workspace_id}/members/{user_id}"): VIEWER,
 }
 
 
@@ -163,12 +172,12 @@ def real(shared_api: Api) -> dict[str, str]:
     other_session = a.login("analyst").json()["session_id"]
     return {"kpi_id": "revenue", "dashboard_id": r.json()["id"], "fingerprint": alert.fingerprint,
             "rule_id": "signups_high", "silence_id": silence.id, "session_id": other_session,
-            "user_id": a.ids["other"], "name": "dashboard"}
+            "user_id": a.ids["other"], "name": "dashboard", "workspace_id": "default"}
 
 
 DUMMY = {"kpi_id": "no_such_kpi", "dashboard_id": "dsh_missing", "fingerprint": "f" * 16,
          "rule_id": "no_such_rule", "silence_id": "sil_missing", "session_id": "ses_missing",
-         "user_id": "usr_missing", "name": "dashboard"}
+         "user_id": "usr_missing", "name": "dashboard", "workspace_id": "no_such_ws"}
 
 
 def fill(path: str, values: dict[str, str]) -> str:

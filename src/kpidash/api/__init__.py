@@ -65,7 +65,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     """Build the app. ``engine``/``accounts``/``clock`` are for tests and the demo; by
     default they come from ``settings``."""
     from kpidash.api import live
-    from kpidash.api.routes import alerts, auth, dashboards, data, insights, system
+    from kpidash.api.routes import (
+        alerts,
+        auth,
+        dashboards,
+        data,
+        insights,
+        system,
+        workspaces,
+    )
     from kpidash.auth import Accounts, AuthSettings
     from kpidash.engine import Engine
 
@@ -109,7 +117,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
 
     app.add_middleware(_Measure, st=st)
 
-    for module in (auth, data, alerts, insights, dashboards, system):
+    for module in (auth, data, alerts, insights, dashboards, workspaces, system):
         app.include_router(module.router)
     app.include_router(data.compat)
     app.include_router(live.router)
