@@ -119,7 +119,7 @@ class AppState:
         generation = self.account_generation
         pending = self.account_pending.get((generation, key))
         if pending is not None:
-            return await asyncio.shield(pending)  # type: ignore[no-any-return]
+            return await asyncio.shield(pending)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.account_pending[(generation, key)] = future
         try:

@@ -89,9 +89,10 @@ async def render_dashboard(st: State, me: Viewer, dashboard_id: str,
                            theme: str | None = None) -> Response:
     d = await st.cached(st.accounts.get_dashboard, me.user_id, dashboard_id)
     chosen = theme or d.spec.get("theme") or await _user_theme(st, me.user_id)
-    board = (cached_render(st, d.spec, theme=chosen, key=d.id)
-             or await st.run(render, st, d.spec, theme=chosen, user=me.username, key=d.id,
-                             title=d.name))
+    board = cached_render(st, d.spec, theme=chosen, key=d.id)
+    if board is None:
+        board = await st.run(render, st, d.spec, theme=chosen, user=me.username, key=d.id,
+                             title=d.name)
     return Response(board_json(st, board), media_type="application/json")
 
 
@@ -100,9 +101,10 @@ async def render_dashboard(st: State, me: Viewer, dashboard_id: str,
 async def render_default(st: State, me: Viewer, theme: str | None = None,
                          grain: str = "day") -> Response:
     chosen = theme or await _user_theme(st, me.user_id)
-    board = (cached_render(st, {"grain": grain}, theme=chosen, key="__all__")
-             or await st.run(render, st, {"grain": grain}, theme=chosen, user=me.username,
-                             key="__all__"))
+    board = cached_render(st, {"grain": grain}, theme=chosen, key="__all__")
+    if board is None:
+        board = await st.run(render, st, {"grain": grain}, theme=chosen, user=me.username,
+                             key="__all__")
     return Response(board_json(st, board), media_type="application/json")
 
 
