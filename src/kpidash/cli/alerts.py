@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -61,8 +62,7 @@ def rules_load(
                      ] = False,
 ) -> None:
     """Validate rules against the registered KPIs and store them (same id = replace)."""
-    engine = open_engine()
-    try:
+    with open_engine() as engine:
         text = _read(file)
         if check:
             from kpidash.engine.alerts import rules_from
@@ -72,8 +72,6 @@ def rules_load(
             return
         rules = engine.put_alert_rules(text, source=str(file))
         out.print(f"{len(rules)} rule(s) stored: {', '.join(r.id for r in rules)}", markup=False)
-    finally:
-        engine.close()
 
 
 @rules_app.command("list")
@@ -81,8 +79,7 @@ def rules_list(as_json: AsJson = False) -> None:
     """List stored rules."""
     from kpidash.core.alerts.rules import describe_condition
 
-    engine = open_engine()
-    try:
+    with open_engine() as engine:
         rules = engine.alert_rules()
         if as_json:
             out.print_json(json.dumps([r.to_dict() for r in rules]))
@@ -93,19 +90,14 @@ def rules_list(as_json: AsJson = False) -> None:
                           describe_condition(r.condition), str(r.for_),
                           ", ".join(r.notify) or "(all)")
         out.print(table)
-    finally:
-        engine.close()
 
 
 @rules_app.command("delete")
 def rules_delete(rule_id: Annotated[str, typer.Argument(help="Rule id.")]) -> None:
     """Delete a rule, its alerts and their history."""
-    engine = open_engine()
-    try:
+    with open_engine() as engine:
         engine.delete_alert_rule(rule_id)
         out.print(f"rule {rule_id} deleted", markup=False)
-    finally:
-        engine.close()
 
 
 # -- alerts -----------------------------------------------------------------------------------
@@ -120,8 +112,7 @@ def list_(
     """Alerts, most urgent first (severity, KPI weight, critical KPI, firing longest)."""
     from kpidash.core.alerts import codec
 
-    engine = open_engine()
-    try:
+    with open_engine() as engine:
         items = engine.alerts()
         if not show_all:
             items = [a for a in items if a.state not in ("normal", "resolved")]
@@ -138,8 +129,6 @@ def list_(
                           f"{ack.by}" if ack else "")
         out.print(table)
         out.print(f"{len(items)} alert(s)", markup=False)
-    finally:
-        engine.close()
 
 
 @alerts_app.command("show")
@@ -148,8 +137,7 @@ def show(fingerprint: Annotated[str, typer.Argument(help="Alert fingerprint.")],
     """One alert and its whole history of transitions and acknowledgements."""
     from kpidash.core.alerts import codec
 
-    engine = open_engine()
-    try:
+    with open_engine() as engine:
         a = engine.alert(fingerprint)
         acks = engine.acknowledgements(fingerprint)
         if as_json:
@@ -171,8 +159,6 @@ def show(fingerprint: Annotated[str, typer.Argument(help="Alert fingerprint.")],
         for k in acks:
             out.print(f"acknowledged by {k['by']} at {k['at'].isoformat()[:19]}"
                       + (f": {k['comment']}" if k["comment"] else ""), markup=False)
-    finally:
-        engine.close()
 
 
 @alerts_app.command("ack")
@@ -182,12 +168,9 @@ def ack(
     comment: Annotated[str, typer.Option(help="Why, what next.")] = "",
 ) -> None:
     """Acknowledge a pending or firing alert (no more repeat reminders for it)."""
-    engine = open_engine()
-    try:
+    with open_engine() as engine:
         a = engine.acknowledge(fingerprint, by, comment)
         out.print(f"alert {a.fingerprint} acknowledged by {by}", markup=False)
-    finally:
-        engine.close()
 
 
 @alerts_app.command("tick")
@@ -202,8 +185,8 @@ def tick(
 ) -> None:
     """Evaluate every rule, update alerts, queue and send notifications [KPIDASH_CHANNELS]."""
     when = parse_instant(at, "--at")
-    engine = open_engine(FixedClock(when) if when else None)
-    try:
+    with open_engine(FixedClock(when) if when else None) as engine, \
+            contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends --watch
         while True:
             r = engine.evaluate_alerts(deliver=not no_deliver)
             d = r.delivery
@@ -225,10 +208,6 @@ def tick(
             if watch is None:
                 break
             time.sleep(watch)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        engine.close()
 
 
 # -- silences ---------------------------------------------------------------------------------
@@ -246,16 +225,13 @@ def silence_add(
     comment: Annotated[str, typer.Option(help="Why.")] = "",
 ) -> None:
     """Mute alerts whose labels (kpi, rule, severity, dimensions) match every matcher."""
-    engine = open_engine()
-    try:
+    with open_engine() as engine:
         s = engine.silence(match, by=by, comment=comment,
                            duration=_duration(duration, "--for") if duration else None,
                            start=parse_instant(start, "--from"),
                            end=parse_instant(until, "--until"))
         out.print(f"silence {s.id} active {s.start.isoformat()[:19]} → {s.end.isoformat()[:19]}",
                   markup=False)
-    finally:
-        engine.close()
 
 
 @silences_app.command("list")
@@ -266,8 +242,7 @@ def silence_list(
     """Silences (pending and active; --all adds expired ones)."""
     from kpidash.core.alerts import codec, silence_state
 
-    engine = open_engine()
-    try:
+    with open_engine() as engine:
         items = engine.silences(include_expired=show_all)
         now = engine.clock.now()
         if as_json:
@@ -281,19 +256,14 @@ def silence_list(
                           s.start.isoformat()[:16], s.end.isoformat()[:16], s.created_by,
                           s.comment)
         out.print(table)
-    finally:
-        engine.close()
 
 
 @silences_app.command("expire")
 def silence_expire(silence_id: Annotated[str, typer.Argument(help="Silence id.")]) -> None:
     """End a silence now."""
-    engine = open_engine()
-    try:
+    with open_engine() as engine:
         engine.expire_silence(silence_id)
         out.print(f"silence {silence_id} expired", markup=False)
-    finally:
-        engine.close()
 
 
 # -- backtest ---------------------------------------------------------------------------------
@@ -319,14 +289,11 @@ def backtest(
     t0, t1 = parse_instant(start, "--from"), parse_instant(end, "--to")
     assert t0 is not None and t1 is not None
     labelled = _incidents(incidents) if incidents else []
-    engine = open_engine()
-    try:
+    with open_engine() as engine:
         rules = rules_from(_read(rule_file), engine, str(rule_file))
         with progress("replaying") as update:
             results = run_backtest(engine, rules, t0, t1, [Incident.from_manifest(i)
                                                            for i in labelled], update)
-    finally:
-        engine.close()
     docs = [backtest_doc(run, sc) for run, sc in results]
     if as_json:
         out.print_json(json.dumps(docs))

@@ -39,12 +39,9 @@ def insights(
 ) -> None:
     """Ranked insights: what moved, why, and how sure we are."""
     when = parse_instant(at, "--at")
-    engine = open_engine(FixedClock(when) if when else None)
-    try:
+    with open_engine(FixedClock(when) if when else None) as engine:
         ranked = engine.insights(user, limit=limit, kpi_ids=kpi or None, types=kind or None,
                                  diverse=not all_per_kpi)
-    finally:
-        engine.close()
     if as_json:
         out.print_json(json.dumps([r.to_dict() for r in ranked]))
         return
@@ -67,11 +64,8 @@ def digest(
     if fmt not in ("text", "html", "json"):
         raise InputError(f"--format expects text, html or json, got {fmt!r}")
     when = parse_instant(at, "--at")
-    engine = open_engine(FixedClock(when) if when else None)
-    try:
+    with open_engine(FixedClock(when) if when else None) as engine:
         d = engine.digest(user, followed=follow or [], limit=limit)
-    finally:
-        engine.close()
     text = (d.text() if fmt == "text" else d.html() if fmt == "html"
             else json.dumps(d.to_dict(), indent=2))
     if out_file:

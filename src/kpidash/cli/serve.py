@@ -154,15 +154,13 @@ def users_create(
     if not password:
         raise InputError("an empty password is not allowed")
     cfg = settings()
-    engine = Engine.from_settings(cfg)
-    try:
-        accounts = _accounts(engine, cfg)
-        user = accounts.create_user(username, password, role=chosen, display_name=display_name)
+    with Engine.from_settings(cfg) as engine:
+        try:
+            user = _accounts(engine, cfg).create_user(username, password, role=chosen,
+                                                      display_name=display_name)
+        except Conflict:
+            raise ConfigError(f"user {username!r} already exists") from None
         out.print(f"user {user.username} ({user.role}) created, id {user.id}", markup=False)
-    except Conflict:
-        raise ConfigError(f"user {username!r} already exists") from None
-    finally:
-        engine.close()
 
 
 @users_app.command("list")
@@ -173,14 +171,11 @@ def users_list() -> None:
     from kpidash.engine import Engine
 
     cfg = settings()
-    engine = Engine.from_settings(cfg)
-    try:
+    with Engine.from_settings(cfg) as engine:
         table = Table("id", "username", "role", "display name", "disabled")
         for u in _accounts(engine, cfg).list_users():
             table.add_row(u.id, u.username, str(u.role), u.display_name, str(u.disabled))
         out.print(table)
-    finally:
-        engine.close()
 
 
 __all__ = ["register"]

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -213,3 +214,28 @@ def check_dimensions(query: Query, registry: Registry) -> None:
             raise QueryError(
                 f"KPI {query.kpi_id!r}{via} has no dimension {', '.join(map(repr, missing))}; "
                 f"available: {sorted(dims) or 'none'}")
+
+
+def key_to_instant(key: Any, grain: Grain, tz: str) -> datetime:
+    """The UTC instant a local period key (its start, naive local time) begins."""
+    utc, _ = keys_to_utc(pd.DatetimeIndex([key]).values, grain, tz)
+    instant: datetime = pd.Timestamp(utc[0]).tz_localize("UTC").to_pydatetime()
+    return instant
+
+
+def period_start(instant: datetime, grain: Grain, tz: str) -> datetime:
+    """The start (UTC) of the ``grain`` period of zone ``tz`` containing ``instant``."""
+    key = period_keys(instant, instant + timedelta(microseconds=1), grain, tz)[0]
+    return key_to_instant(key, grain, tz)
+
+
+def periods_back(start: datetime, grain: Grain, periods: int, tz: str) -> datetime:
+    """The start of the period ``periods`` periods before the period starting at ``start``
+    (negative: after it), in zone ``tz`` (DST-exact calendar arithmetic)."""
+    local = pd.Timestamp(start).tz_convert(tz).tz_localize(None)
+    offsets = {Grain.MINUTE: pd.DateOffset(minutes=periods), Grain.HOUR:
+               pd.DateOffset(hours=periods), Grain.DAY: pd.DateOffset(days=periods),
+               Grain.WEEK: pd.DateOffset(weeks=periods), Grain.MONTH:
+               pd.DateOffset(months=periods), Grain.QUARTER: pd.DateOffset(months=3 * periods),
+               Grain.YEAR: pd.DateOffset(years=periods)}
+    return key_to_instant((local - offsets[grain]).to_datetime64(), grain, tz)

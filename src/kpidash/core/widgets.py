@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 import numpy as np
+import numpy.typing as npt
 import plotly.graph_objects as go
 
 from kpidash.model import KPI, Grain, Series
@@ -300,8 +301,8 @@ def line_chart(
     }
 
 
-def with_forecast(widget: dict[str, Any], labels: Sequence[str], mean: Sequence[float],
-                  lower: Sequence[float], upper: Sequence[float], *, level: int = 80,
+def with_forecast(widget: dict[str, Any], labels: Sequence[str], mean: npt.ArrayLike,
+                  lower: npt.ArrayLike, upper: npt.ArrayLike, *, level: int = 80,
                   model: str = "") -> dict[str, Any]:
     """A copy of a line widget with the forecast drawn after the data: the point forecast as a
     dashed line and the ``level`` % interval as a shaded band (two traces, the upper filled to

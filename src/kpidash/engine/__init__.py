@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,6 +24,7 @@ from kpidash.core import widgets
 from kpidash.core.batch import validate
 from kpidash.core.registry import Registry, build_registry
 from kpidash.core.report import Report, ReportBuilder
+from kpidash.engine.alerting import AlertsMixin
 from kpidash.errors import BatchRejected, ConfigError, NotFound, QueryError
 from kpidash.model import (
     DEFAULT_WORKSPACE,
@@ -40,9 +40,7 @@ from kpidash.settings import Settings
 from kpidash.store.base import AggSpec, Store, open_store
 
 if TYPE_CHECKING:  # the analysis services import scipy (~0.7 s): loaded when first used
-    from kpidash.core.alerts import AlertInstance, AlertRule, Silence
     from kpidash.core.insights import Digest, Ranked
-    from kpidash.engine import alerts as alerts_
     from kpidash.engine import forecasts as forecasts_
     from kpidash.engine import outbox as outbox_
     from kpidash.engine import quality as quality_
@@ -60,7 +58,7 @@ class DetectionResult:
     found: list[dict[str, Any]]
 
 
-class Engine:
+class Engine(AlertsMixin):
     """Ingest, query and render for one workspace of one store."""
 
     def __init__(self, store: Store, clock: Clock | None = None, *,
@@ -103,6 +101,12 @@ class Engine:
 
     def close(self) -> None:
         self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- registry --------------------------------------------------------------------------
 
@@ -386,128 +390,6 @@ class Engine:
         return outbox_.deliver_due(self.store, self.workspace, notifiers, self.clock.now(),
                                    **options)
 
-    # -- alerts ----------------------------------------------------------------------------
-
-    def put_alert_rules(self, rules: str | Iterable[AlertRule | Mapping[str, Any]], *,
-                        source: str | None = None) -> list[AlertRule]:
-        """Add or replace alert rules (YAML text or items), validated against the KPIs."""
-        from kpidash.engine import alerts as alerts_
-
-        parsed = alerts_.rules_from(rules, self, source)
-        self.store.put_alert_rules(self.workspace, [r.to_dict() for r in parsed],
-                                   self.clock.now())
-        return parsed
-
-    def alert_rules(self) -> list[AlertRule]:
-        from kpidash.core.alerts import AlertRule
-
-        return [AlertRule.model_validate(d) for d in self.store.alert_rules(self.workspace)]
-
-    def delete_alert_rule(self, rule_id: str) -> None:
-        """Delete a rule with its alerts and their history."""
-        if not self.store.delete_alert_rule(self.workspace, rule_id):
-            raise NotFound(f"no alert rule {rule_id!r}")
-
-    def evaluate_alerts(self, notifiers: Mapping[str, Notifier] | None = None, *,
-                        deliver: bool = True) -> alerts_.TickReport:
-        """One alert-manager tick at the clock's now (see :mod:`kpidash.engine.alerts`).
-
-        Notifications go to ``notifiers`` (by default :attr:`notifiers`; with none configured
-        they are queued on a ``log`` channel and delivered to the log).
-        """
-        from kpidash.engine import alerts as alerts_
-
-        chosen = dict(notifiers if notifiers is not None else self.notifiers)
-        if not chosen:
-            from kpidash.notify.log import LogNotifier
-
-            chosen = {"log": LogNotifier()}
-        return alerts_.tick(self, self.clock.now(), chosen, deliver=deliver,
-                            dashboard_url=self.dashboard_url)
-
-    def alerts(self, *, states: Sequence[str] | None = None, rule_id: str | None = None,
-               ) -> list[AlertInstance]:
-        """Stored alerts: active ones ranked by urgency first, then the rest."""
-        from kpidash.core.alerts import codec
-        from kpidash.engine import alerts as alerts_
-
-        docs = self.store.alert_instances(self.workspace, rule_id=rule_id, states=states)
-        return alerts_.ranked((codec.instance_from_doc(d) for d in docs),
-                              {k.id: k for k in self._registry})
-
-    def alert(self, fingerprint: str) -> AlertInstance:
-        """One alert with its whole transition history."""
-        from kpidash.core.alerts import codec
-
-        docs = self.store.alert_instances(self.workspace, fingerprint=fingerprint)
-        if not docs:
-            raise NotFound(f"no alert with fingerprint {fingerprint!r}; `kpidash alerts list` "
-                           "shows them")
-        rows = self.store.alert_history(self.workspace, fingerprint)
-        return codec.instance_from_doc(docs[0], (codec.transition_from_row(r) for r in rows))
-
-    def acknowledge(self, fingerprint: str, by: str, comment: str = "") -> AlertInstance:
-        """Record who is on it; acknowledged alerts get no repeat reminders."""
-        from kpidash.core.alerts import acknowledge, codec
-
-        inst = self.alert(fingerprint)
-        now = self.clock.now()
-        acked = acknowledge(inst, by, now, comment)
-        with self.store.transaction():
-            self.store.put_alert_instances(self.workspace, [codec.instance_to_doc(acked)], now)
-            self.store.add_acknowledgement(self.workspace, fingerprint, by, now, comment)
-        return acked
-
-    def acknowledgements(self, fingerprint: str) -> list[dict[str, Any]]:
-        """Every acknowledgement of an alert (who, when, comment), oldest first."""
-        return self.store.acknowledgements(self.workspace, fingerprint)
-
-    def silence(self, matchers: Sequence[str], *, by: str, duration: timedelta | None = None,
-                start: datetime | None = None, end: datetime | None = None,
-                comment: str = "") -> Silence:
-        """Mute alerts whose labels match every matcher (``kpi=revenue``, ``region=~EU|NA``)
-        from ``start`` (now) until ``end`` or for ``duration``."""
-        from kpidash.core.alerts import Silence, codec
-        from kpidash.engine import alerts as alerts_
-        from kpidash.errors import AlertError
-
-        now = self.clock.now()
-        start = start or now
-        if (end is None) == (duration is None):
-            raise AlertError("a silence needs either an end or a duration (e.g. 2h)")
-        end = end or start + (duration or timedelta(0))
-        for ts, name in ((start, "start"), (end, "end")):
-            if ts.tzinfo is None:
-                raise AlertError(f"silence {name} must be timezone-aware, got {ts.isoformat()}")
-        parsed = codec.parse_matchers(list(matchers))
-        text = [codec.format_matcher(m) for m in parsed]
-        s = Silence(alerts_.silence_id(text, start, end, by, now), parsed, start, end, by,
-                    comment)
-        self.store.put_silence(self.workspace, codec.silence_to_doc(s), now)
-        return s
-
-    def silences(self, *, include_expired: bool = False) -> list[Silence]:
-        from kpidash.core.alerts import codec
-
-        now = self.clock.now()
-        out = [codec.silence_from_doc(d) for d in self.store.silences(self.workspace)]
-        return out if include_expired else [s for s in out if s.end > now]
-
-    def expire_silence(self, silence_id: str) -> Silence:
-        """End an active silence now (a pending one is deleted instead)."""
-        from kpidash.core.alerts import SilenceState, codec, expire, silence_state
-
-        found = [s for s in self.silences(include_expired=True) if s.id == silence_id]
-        if not found:
-            raise NotFound(f"no silence {silence_id!r}; `kpidash alerts silences` lists them")
-        now = self.clock.now()
-        if silence_state(found[0], now) is SilenceState.PENDING:
-            self.store.delete_silence(self.workspace, silence_id)
-            return found[0]
-        ended = expire(found[0], now)
-        self.store.put_silence(self.workspace, codec.silence_to_doc(ended), now)
-        return ended
-
     # -- interactions ----------------------------------------------------------------------
 
     def record_interaction(self, user: str, kind: str, *, kpi_id: str | None = None,
@@ -599,9 +481,8 @@ class Engine:
         now = now or self.clock.now()
         ids = list(kpi_ids) if kpi_ids is not None else [k.id for k in self._registry]
         # the range ends where the period containing `now` starts: only complete periods
-        end_key = agg.period_keys(now, now + timedelta(microseconds=1), grain, self.timezone)[0]
-        end = _key_to_instant(end_key, grain, self.timezone)
-        start = _periods_back(end, grain, periods, self.timezone)
+        end = agg.period_start(now, grain, self.timezone)
+        start = agg.periods_back(end, grain, periods, self.timezone)
         series = self.query_many(ids, grain, start, end, filters=filters)
         cards = [widgets.kpi_card(self._registry.get(k), series[k][0]) for k in ids]
         chart_widgets = []
@@ -609,8 +490,10 @@ class Engine:
             s = self.query(kpi_id, grain, start, end, group_by=group_by, filters=filters)
             chart = widgets.line_chart(self._registry.get(kpi_id), s)
             if annotate:
-                chart = self._annotate_chart(chart, kpi_id, grain, start, end, periods,
-                                             group_by, filters, now)
+                from kpidash.engine.charts import annotate_chart
+
+                chart = annotate_chart(self, chart, kpi_id, grain, start, end, periods,
+                                       group_by, filters, now)
             chart_widgets.append(chart)
         extra = []
         if recommendations > 0:
@@ -621,53 +504,12 @@ class Engine:
         return widgets.dashboard(cards, chart_widgets, title=title, generated_at=now,
                                  grain=str(grain), tz=self.timezone, extra=extra)
 
-    def _annotate_chart(self, chart: dict[str, Any], kpi_id: str, grain: Grain,
-                        start: datetime, end: datetime, periods: int, group_by: str | None,
-                        filters: Mapping[str, str | Sequence[str]] | None, now: datetime,
-                        ) -> dict[str, Any]:
-        """Anomaly markers (and, ungrouped, the forecast) for one chart of :meth:`dashboard`."""
-        kpi = self._registry.get(kpi_id)
-        warm = _periods_back(start, grain, max(120, periods), self.timezone)
-        history = self.query(kpi_id, grain, warm, end, group_by=group_by, filters=filters)
-        labels = chart["data"]["figure"]["data"][0].get("x") if chart["data"]["figure"][
-            "data"] else None
-        if labels:
-            chart = widgets.with_anomalies(chart, _chart_anomalies(
-                kpi, history, labels[0], now, group_by is not None))
-        if group_by is None and history and np.isfinite(history[0].values).sum() >= 14:
-            from kpidash.engine import forecasts as forecasts_
-
-            horizon = max(1, min(28, periods // 3))
-            try:
-                (fc,) = forecasts_.forecast_series(kpi, history, now, horizon, (80,))
-            except QueryError:
-                return chart
-            r = fc.result
-            chart = widgets.with_forecast(chart, fc.labels, r.mean, r.lower[80], r.upper[80],
-                                          model=r.model)
-        return chart
-
 
 def _read_setting_file(path: Path, setting: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{setting}: cannot read {path}: {exc}") from None
-
-
-def _chart_anomalies(kpi: KPI, series: list[Series], window_start: Any, now: datetime,
-                     grouped: bool) -> list[dict[str, Any]]:
-    from kpidash.core.anomaly import anomalies as find
-    from kpidash.engine import anomalies as anomalies_
-
-    points: list[dict[str, Any]] = []
-    for s, scores in zip(series, anomalies_.score_series(kpi, series, now), strict=True):
-        for a in find(scores, s.labels[:len(scores)]):
-            if str(a.timestamp) >= window_start:
-                points.append({"period": str(a.timestamp), "actual": a.actual,
-                               "expected": a.expected, "severity": a.severity.label,
-                               "kind": a.kind.label, "series": s.group if grouped else None})
-    return points
 
 
 def _grain(value: Grain | str) -> Grain:
@@ -682,23 +524,6 @@ def _label_group(s: Series) -> Series:
     if s.group is not None:
         return s
     return Series(s.kpi_id, s.grain, s.tz, s.periods, s.values, agg.NO_GROUP, s.labels)
-
-
-def _key_to_instant(key: Any, grain: Grain, tz: str) -> datetime:
-    utc, _ = agg.keys_to_utc(pd.DatetimeIndex([key]).values, grain, tz)
-    return pd.Timestamp(utc[0]).tz_localize("UTC").to_pydatetime()
-
-
-def _periods_back(end: datetime, grain: Grain, periods: int, tz: str) -> datetime:
-    """The instant ``periods`` periods before ``end`` (a period start) in zone ``tz``."""
-    local = pd.Timestamp(end).tz_convert(tz).tz_localize(None)
-    offsets = {Grain.MINUTE: pd.DateOffset(minutes=periods), Grain.HOUR:
-               pd.DateOffset(hours=periods), Grain.DAY: pd.DateOffset(days=periods),
-               Grain.WEEK: pd.DateOffset(weeks=periods), Grain.MONTH:
-               pd.DateOffset(months=periods), Grain.QUARTER: pd.DateOffset(months=3 * periods),
-               Grain.YEAR: pd.DateOffset(years=periods)}
-    key = local - offsets[grain]
-    return _key_to_instant(key.to_datetime64(), grain, tz)
 
 
 def _point_dict(p: Point | Mapping[str, Any]) -> Mapping[str, Any]:

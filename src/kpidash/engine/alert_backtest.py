@@ -74,12 +74,10 @@ def _period(hist: Sequence[SliceHistory]) -> timedelta:
 
 def _histories(engine: Engine, rule: AlertRule, kpi: KPI, end: datetime,
                ) -> list[SliceHistory]:
-    from kpidash.engine import _key_to_instant, _periods_back
     from kpidash.engine import anomalies as anomalies_
 
     tz, grain = engine.timezone, rule.grain
-    end_key = agg.period_keys(end, end + timedelta(microseconds=1), grain, tz)[0]
-    beyond = _periods_back(_key_to_instant(end_key, grain, tz), grain, -2, tz)
+    beyond = agg.periods_back(agg.period_start(end, grain, tz), grain, -2, tz)
     per = rule.per[0] if rule.per else None
     series = engine.query(rule.kpi, grain, None, beyond, filters=dict(rule.filters),
                           group_by=per)

@@ -27,7 +27,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -148,13 +148,10 @@ def gather(engine: Engine, rules: Sequence[AlertRule], now: datetime) -> _Gather
 
 
 def _gather_scope(engine: Engine, scope: _Scope, now: datetime, out: _Gathered) -> None:
-    from kpidash.engine import _key_to_instant, _periods_back
-
     tz = engine.timezone
     grain = scope.grain
-    end_key = agg.period_keys(now, now + timedelta(microseconds=1), grain, tz)[0]
-    end = _key_to_instant(end_key, grain, tz)  # the start of the period containing now
-    start = _periods_back(end, grain, max(lookback(r) for r in scope.rules), tz)
+    end = agg.period_start(now, grain, tz)  # only complete periods are evaluated
+    start = agg.periods_back(end, grain, max(lookback(r) for r in scope.rules), tz)
     filters = dict(scope.filters)
     kpi_ids = list(dict.fromkeys(r.kpi for r in scope.rules))
     registry = engine.registry

@@ -63,11 +63,8 @@ PACE_GRAINS = frozenset({Grain.WEEK, Grain.MONTH, Grain.QUARTER, Grain.YEAR})
 
 def _instant(engine: Engine, now: datetime, grain: Grain, back: int) -> tuple[datetime, datetime]:
     """(start, end): ``back`` periods before the start of the period containing ``now``."""
-    from kpidash.engine import _key_to_instant, _periods_back
-
-    key = agg.period_keys(now, now + timedelta(microseconds=1), grain, engine.timezone)[0]
-    end = _key_to_instant(key, grain, engine.timezone)
-    return _periods_back(end, grain, back, engine.timezone), end
+    end = agg.period_start(now, grain, engine.timezone)
+    return agg.periods_back(end, grain, back, engine.timezone), end
 
 
 def _additive(kpi: KPI) -> bool:
@@ -343,8 +340,6 @@ def _paces(engine: Engine, kpis: Sequence[KPI], now: datetime) -> list[Insight]:
     """Pace to goal over the KPI's ``target_grain`` period (a month when unset) containing
     now. For a sum/count KPI without ``target_grain`` the target is a daily level, so the
     period's target is target × its days."""
-    from kpidash.engine import _periods_back
-
     out: list[Insight] = []
     today = _instant(engine, now, Grain.DAY, 0)[1]
     for k in kpis:
@@ -352,7 +347,7 @@ def _paces(engine: Engine, kpis: Sequence[KPI], now: datetime) -> list[Insight]:
             continue
         grain = k.target_grain if k.target_grain in PACE_GRAINS else Grain.MONTH
         start = _instant(engine, now, grain, 0)[1]
-        end = _periods_back(start, grain, -1, engine.timezone)
+        end = agg.periods_back(start, grain, -1, engine.timezone)
         elapsed = round((today - start) / timedelta(days=1))
         remaining = round((end - today) / timedelta(days=1))
         if elapsed <= 0 or remaining <= 0:
