@@ -96,12 +96,20 @@ MIN_ROLE: dict[tuple[str, str], str] = {
     # (server admin, workspace admin) and is tested in test_workspaces.py
     ("GET", "/api/v1/workspaces"): VIEWER,
     ("POST", "/api/v1/workspaces"): VIEWER,
-    ("PATCH", "/api/v1/workspaces/{workspace_id}"): VIEWER,
-    ("DELETE", "/api/v1/workspaces/{workspace_id}"): VIEWER,
-    ("GET", "/api/v1/workspaces/{workspace_id}/members"): VIEWER,
-    ("PUT", "/api/v1/workspaces/{workspace_id}/members/{user_id}"): VIEWER,
-    ("DELETE", "/api/v1/workspaces/{workspace_id}/members/{user_id}"): VIEWER,
+    ("PATCH", "/api/v1/workspaces/{workspace}"): VIEWER,
+    ("DELETE", "/api/v1/workspaces/{workspace}"): VIEWER,
+    ("GET", "/api/v1/workspaces/{workspace}/members"): VIEWER,
+    ("PUT", "/api/v1/workspaces/{workspace}/members/{user_id}"): VIEWER,
+    ("DELETE", "/api/v1/workspaces/{workspace}/members/{user_id}"): VIEWER,
 }
+WORKSPACE_ADMIN = {path for _, path in MIN_ROLE if path.startswith("/api/v1/workspaces")}
+# not about one workspace's data: served once, at /api/v1/...
+GLOBAL = ("/api/v1/auth/", "/api/v1/me", "/api/v1/users", "/api/v1/workspaces",
+          "/api/v1/health", "/api/v1/schemas/", "/api/v1/ws")
+# every other /api/v1 route is also served per workspace, with the role it needs there
+MIN_ROLE.update({(method, "/api/v1/workspaces/{workspace}" + path[len("/api/v1"):]): role
+                 for (method, path), role in list(MIN_ROLE.items())
+                 if path.startswith("/api/v1/") and not path.startswith(GLOBAL)})
 
 
 def app_routes() -> list[tuple[str, str]]:
@@ -172,15 +180,20 @@ def real(shared_api: Api) -> dict[str, str]:
     other_session = a.login("analyst").json()["session_id"]
     return {"kpi_id": "revenue", "dashboard_id": r.json()["id"], "fingerprint": alert.fingerprint,
             "rule_id": "signups_high", "silence_id": silence.id, "session_id": other_session,
-            "user_id": a.ids["other"], "name": "dashboard", "workspace_id": "default"}
+            "user_id": a.ids["other"], "name": "dashboard", "workspace": "default"}
 
 
 DUMMY = {"kpi_id": "no_such_kpi", "dashboard_id": "dsh_missing", "fingerprint": "f" * 16,
          "rule_id": "no_such_rule", "silence_id": "sil_missing", "session_id": "ses_missing",
-         "user_id": "usr_missing", "name": "dashboard", "workspace_id": "no_such_ws"}
+         "user_id": "usr_missing", "name": "dashboard", "workspace": "default"}
 
 
 def fill(path: str, values: dict[str, str]) -> str:
+    """``path`` with ``values``; with the dummy values, the workspace administration routes
+    get an unknown workspace (they would change ``default``), the data routes ``default``
+    (so that the role check there is reached)."""
+    if values is DUMMY and path in WORKSPACE_ADMIN:
+        values = {**values, "workspace": "no_such_ws"}
     return path.format(**values)
 
 

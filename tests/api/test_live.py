@@ -17,6 +17,7 @@ from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
 from kpidash.api import live
+from kpidash.api.deps import LiveEntry
 from kpidash.api.hub import QUEUE_SIZE, Client, Hub
 
 from .conftest import Api, point
@@ -122,7 +123,7 @@ def test_ping_unknown_and_unsubscribe(api: Api) -> None:
         assert receive(ws)["code"] == "unknown_message"
         ws.send_json({"type": "subscribe", "dashboard": did})
         assert receive(ws)["type"] == "dashboard"
-        assert any(k.startswith(f"{did}|") for k in api.st.hub.subscribed())
+        assert any(k.startswith(f"default|{did}|") for k in api.st.hub.subscribed())
         ws.send_json({"type": "unsubscribe", "dashboard": did})
         ws.send_json({"type": "ping"})
         assert receive(ws) == {"type": "pong"}  # handled in order: unsubscribed by now
@@ -195,7 +196,8 @@ def test_one_broken_dashboard_does_not_stop_the_others(api: Api) -> None:
 
         async def break_one() -> None:  # a subscription whose KPI is gone; sorts first
             (client,) = api.st.hub.clients
-            api.st.live["!gone|"] = ({"kpis": ["gone"]}, None, "Gone", "ana", "!gone")
+            api.st.live["!gone|"] = LiveEntry("default", "!gone", {"kpis": ["gone"]}, None,
+                                              "Gone", "ana")
             client.dashboards.add("!gone|")
 
         api.run(break_one)

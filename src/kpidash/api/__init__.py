@@ -22,7 +22,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.datastructures import URL, MutableHeaders
 
 from kpidash.api import errors
-from kpidash.api.deps import AppState
+from kpidash.api.deps import SCOPED, AppState
 from kpidash.api.hub import Hub
 from kpidash.api.metrics import Metrics
 from kpidash.clock import Clock, SystemClock
@@ -41,6 +41,7 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 API_CACHE = "no-store"
+WORKSPACE_PREFIX = "/api/v1/workspaces/{workspace}"
 
 
 def signing_secret(settings: Settings) -> str:
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
             idle_timeout=timedelta(days=settings.session_idle_days)),
             workspace=engine.workspace)
     st = AppState(settings, clock, engine, accounts, Hub(), Metrics())
+    st.default  # noqa: B018 -- made now, before requests run concurrently (reads the store)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -115,12 +117,23 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
                            allow_credentials=False, allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type"])
 
-    app.add_middleware(_Measure, st=st)
+    # the scoped routers' routes carry their path without the prefix they are mounted at
+    scoped_routes = {id(r) for router in (data.router, alerts.router, insights.router,
+                                          dashboards.router, live.router)
+                     for r in router.routes}
+    app.add_middleware(_Measure, st=st, scoped=scoped_routes)
 
-    for module in (auth, data, alerts, insights, dashboards, workspaces, system):
+    for module in (auth, workspaces, system):
         app.include_router(module.router)
+    # every workspace's data: at /api/v1/workspaces/{workspace}/... for its members, and at
+    # /api/v1/... for the server's own workspace (a single-business install never names one)
+    scoped = (data.router, alerts.router, insights.router, dashboards.router, live.router)
+    for router in scoped:
+        app.include_router(router, prefix="/api/v1")
+    for router in scoped:
+        app.include_router(router, prefix=WORKSPACE_PREFIX, dependencies=SCOPED)
     app.include_router(data.compat)
-    app.include_router(live.router)
+    app.include_router(live.socket)
 
     # the built-in web dashboard (kpidash.web): every script and style comes from here, no CDN
     from fastapi.responses import FileResponse
@@ -150,9 +163,10 @@ class _Measure:
     request.
     """
 
-    def __init__(self, app: Any, st: AppState) -> None:
+    def __init__(self, app: Any, st: AppState, scoped: set[int]) -> None:
         self.app = app
         self.st = st
+        self.scoped = scoped
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -169,7 +183,12 @@ class _Measure:
                     headers.setdefault(k, v)
                 if api:
                     headers.setdefault("Cache-Control", API_CACHE)
-                path = getattr(scope.get("route"), "path", "unmatched")
+                route = scope.get("route")
+                path = getattr(route, "path", "unmatched")
+                if id(route) in self.scoped:  # the route template, as the OpenAPI schema has it
+                    prefix = ("/api/v1" if "workspace" not in scope.get("path_params", {})
+                              else WORKSPACE_PREFIX)
+                    path = prefix + path
                 method = scope["method"]
                 metrics.requests.labels(method, path, str(message["status"])).inc()
                 metrics.latency.labels(method, path).observe(time.perf_counter() - started)

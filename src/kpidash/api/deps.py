@@ -1,8 +1,17 @@
-"""What every route needs: the app's state, the caller (from the bearer token), role checks.
+"""What every route needs: the app's state, the workspace a request is about, the caller
+(from the bearer token) and their role there.
 
-The engine sits on one DuckDB connection, which must not be used by two threads at once:
-every engine or account call from a route goes through :meth:`AppState.run` (a lock, in a
-worker thread so the event loop never waits on the database).
+State comes in two layers. :class:`AppState` is the server's: settings, clock, accounts, the
+live hub, metrics, the lock and the caches that do not depend on a workspace.
+:class:`WorkspaceState` is one workspace as a route sees it — its own engine, render cache,
+data versions and insight widgets — and delegates the rest to the server's. Routers mounted
+under ``/api/v1/workspaces/{workspace}`` check membership first (:data:`SCOPED`); the same
+routers at ``/api/v1/...`` serve the server's own workspace (normally ``default``), so a
+single-business install never names one.
+
+The engines share one store on one DuckDB connection, which must not be used by two threads
+at once: every engine or account call from a route goes through :meth:`AppState.run` (a
+lock, in a worker thread so the event loop never waits on the database).
 """
 
 from __future__ import annotations
@@ -10,36 +19,53 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from kpidash.auth import Claims, Role
-from kpidash.errors import Forbidden, InvalidToken
+from kpidash.errors import Forbidden, InvalidToken, NotFound
 
 if TYPE_CHECKING:
     from kpidash.api.hub import Hub
     from kpidash.api.metrics import Metrics
     from kpidash.auth import Accounts
     from kpidash.clock import Clock
+    from kpidash.core.workspace import WorkspaceSettings
     from kpidash.engine import Engine
     from kpidash.settings import Settings
 
 T = TypeVar("T")
 # Accounts methods that only read (cacheable by AppState.cached); every other public method
 # counts as a write
-ACCOUNT_READS = frozenset({"verify", "get_user", "get_dashboard"})
+ACCOUNT_READS = frozenset({"verify", "get_user", "get_dashboard", "role_in"})
 ACCOUNT_CACHE_SECONDS = timedelta(seconds=1)
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
+@dataclass(frozen=True)
+class LiveEntry:
+    """A live subscription the refresher renders: a dashboard of one workspace, themed."""
+
+    workspace: str
+    dashboard: str
+    spec: dict[str, Any]
+    theme: str | None
+    title: str
+    user: str
+
+
 @dataclass
 class AppState:
+    """What the server shares across workspaces, and one :class:`WorkspaceState` per
+    workspace in use (:meth:`scope`). ``engine`` is the engine of the server's own
+    workspace (``KPIDASH_WORKSPACE``, normally ``default``)."""
+
     settings: Settings
     clock: Clock
     engine: Engine
@@ -47,13 +73,10 @@ class AppState:
     hub: Hub
     metrics: Metrics
     lock: threading.RLock = field(default_factory=threading.RLock)
-    renders: dict[Any, Any] = field(default_factory=dict)
-    versions: dict[str, int] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
-    # live subscriptions: key "<dashboard>|<theme>" → (spec, theme, title, user, dashboard)
-    live: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    # live subscriptions: key "<workspace>|<dashboard>|<theme>" (WorkspaceState.live_key)
+    live: dict[str, LiveEntry] = field(default_factory=dict)
     pushed: dict[str, Any] = field(default_factory=dict)  # key → etag last pushed
-    insight_widgets: dict[Any, dict[str, Any]] = field(default_factory=dict)
     # read-through cache of account lookups, see cached(): (method, args) → (generation,
     # clock time of the lookup, result)
     account_reads: dict[Any, tuple[int, Any, Any]] = field(default_factory=dict)
@@ -61,6 +84,7 @@ class AppState:
     account_pending: dict[Any, asyncio.Future[Any]] = field(default_factory=dict)
     render_json: dict[str, bytes] = field(default_factory=dict)  # etag → response body
     periods: dict[Any, Any] = field(default_factory=dict)  # (grain, zone, minute) → period
+    scopes: dict[str, WorkspaceState] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._watch_account_writes()
@@ -88,7 +112,7 @@ class AppState:
 
             setattr(acc, name, wrapped)
 
-    async def cached(self, fn: Callable[..., T], *args: Any) -> T:
+    async def cached(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``await self.run(fn, *args)`` for a read of :data:`ACCOUNT_READS`, answered from
         memory when the same call was made less than :data:`ACCOUNT_CACHE_SECONDS` ago (by the
         app's clock) and no account write happened since.
@@ -104,8 +128,8 @@ class AppState:
         """
         name = getattr(fn, "__name__", "")
         if name not in ACCOUNT_READS:
-            return await self.run(fn, *args)
-        key = (name, *args)
+            return await self.run(fn, *args, **kwargs)
+        key = (name, *args, *sorted(kwargs.items()))
         now = self.clock.now()
         hit = self.account_reads.get(key)
         if (hit is not None and hit[0] == self.account_generation
@@ -123,7 +147,7 @@ class AppState:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.account_pending[(generation, key)] = future
         try:
-            value = await self.run(fn, *args)
+            value = await self.run(fn, *args, **kwargs)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: no warning when nobody else waited
@@ -146,17 +170,160 @@ class AppState:
         """Call ``fn`` under the engine lock in a worker thread."""
         return await anyio.to_thread.run_sync(lambda: self.locked(fn, *args, **kwargs))
 
+    # -- workspaces ----------------------------------------------------------------------------
+
+    @property
+    def default(self) -> WorkspaceState:
+        """The state of the server's own workspace (the unscoped ``/api/v1/...`` paths)."""
+        ws = self.engine.workspace
+        scope = self.scopes.get(ws)
+        if scope is None:
+            scope = self.scopes[ws] = WorkspaceState(self, self.engine,
+                                                     _options(self.engine.store, ws))
+        return scope
+
+    def scope(self, workspace: str) -> WorkspaceState:
+        """The state of ``workspace``; NotFound for one that does not exist. Call under the
+        lock: a workspace used for the first time gets an engine (which reads its KPI
+        definitions) with the workspace's time zone; its alert channels and public URL are
+        the server's."""
+        if workspace == self.engine.workspace:
+            return self.default
+        scope = self.scopes.get(workspace)
+        if scope is not None:
+            return scope
+        from kpidash.engine import Engine
+
+        settings = _options(self.engine.store, workspace)
+        engine = Engine(self.engine.store, self.clock, workspace=workspace,
+                        timezone=settings.timezone, input_timezone=self.engine.input_timezone,
+                        chunk_rows=self.engine.chunk_rows)
+        engine.notifiers = self.engine.notifiers
+        engine.dashboard_url = self.engine.dashboard_url
+        scope = self.scopes[workspace] = WorkspaceState(self, engine, settings)
+        return scope
+
+    async def scoped(self, workspace: str) -> WorkspaceState:
+        """:meth:`scope` from the event loop (a first use reads the store under the lock)."""
+        hit = self.scopes.get(workspace)
+        if hit is not None:
+            return hit
+        return await self.run(self.scope, workspace)
+
+    def forget(self, workspace: str) -> None:
+        """Drop what is kept in memory for ``workspace`` (deleted, or its settings changed):
+        its engine, caches and live subscriptions. The next request starts afresh."""
+        self.scopes.pop(workspace, None)
+        prefix = f"{workspace}|"
+        for key in [k for k in self.live if k.startswith(prefix)]:
+            del self.live[key]
+            self.pushed.pop(key, None)
+        for c in list(self.hub.clients):
+            c.dashboards = {k for k in c.dashboards if not k.startswith(prefix)}
+            c.workspaces.discard(workspace)
+
+
+class WorkspaceState:
+    """One workspace as a route sees it: its engine, render cache, data versions and insight
+    widgets; everything else (settings, accounts, hub, lock, …) is the server's."""
+
+    def __init__(self, server: AppState, engine: Engine, options: WorkspaceSettings) -> None:
+        self.server = server
+        self.engine = engine
+        self.workspace = engine.workspace
+        self.options = options
+        """The workspace's settings (time zone, currency, fiscal year, default theme)."""
+        self.renders: dict[Any, Any] = {}
+        self.versions: dict[str, int] = {}
+        self.insight_widgets: dict[Any, dict[str, Any]] = {}
+
+    @property
+    def settings(self) -> Settings:
+        return self.server.settings
+
+    @property
+    def clock(self) -> Clock:
+        return self.server.clock
+
+    @property
+    def accounts(self) -> Accounts:
+        return self.server.accounts
+
+    @property
+    def hub(self) -> Hub:
+        return self.server.hub
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.server.metrics
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self.server.lock
+
+    @property
+    def changed(self) -> asyncio.Event:
+        return self.server.changed
+
+    @property
+    def live(self) -> dict[str, LiveEntry]:
+        return self.server.live
+
+    @property
+    def pushed(self) -> dict[str, Any]:
+        return self.server.pushed
+
+    @property
+    def render_json(self) -> dict[str, bytes]:
+        return self.server.render_json
+
+    @property
+    def periods(self) -> dict[Any, Any]:
+        return self.server.periods
+
+    def locked(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return self.server.locked(fn, *args, **kwargs)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await self.server.run(fn, *args, **kwargs)
+
+    async def cached(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await self.server.cached(fn, *args, **kwargs)
+
+    def live_key(self, dashboard: str, theme: str | None) -> str:
+        return f"{self.workspace}|{dashboard}|{theme or ''}"
+
     def alerts_changed(self) -> None:
         """Alerts changed (a tick, an acknowledgement, a silence): renders carry them."""
         from kpidash.api.render import ALERTS_VERSION
 
         self.bump([ALERTS_VERSION])
-        self.changed.set()
+        self.server.changed.set()
 
     def bump(self, kpi_ids: Any) -> None:
         """Data of these KPIs changed (ingest): cached renders that use them are stale."""
         for k in kpi_ids:
             self.versions[k] = self.versions.get(k, 0) + 1
+
+    def publish(self, message: dict[str, Any]) -> int:
+        """Offer ``message`` to the live clients of this workspace (see ``Client.workspaces``;
+        alerts never reach another workspace's clients)."""
+        n = 0
+        for c in list(self.hub.clients):
+            if self.workspace in c.workspaces:
+                c.offer(message)
+                n += 1
+        return n
+
+
+def _options(store: Any, workspace: str) -> WorkspaceSettings:
+    """The settings of an existing workspace; NotFound otherwise."""
+    from kpidash.core.workspace import WorkspaceSettings
+
+    record = store.workspace(workspace)
+    if record is None:
+        raise NotFound(f"no workspace {workspace!r}")
+    return WorkspaceSettings.model_validate(record["settings"])
 
 
 def state(request: Request) -> AppState:
@@ -172,7 +339,31 @@ async def _state(request: Request) -> AppState:
     return state(request)
 
 
-State = Annotated[AppState, Depends(_state)]
+Shared = Annotated[AppState, Depends(_state)]
+
+
+INFLUX_PATHS = {"/write": "db", "/api/v2/write": "bucket"}
+"""InfluxDB clients' write paths, and the query parameter that names the workspace there
+(an InfluxDB 1.x database, a 2.x bucket)."""
+
+
+def workspace_of(request: Request) -> str:
+    """The workspace a request is about: the ``{workspace}`` of a scoped path; on the
+    InfluxDB write paths the database/bucket parameter; else the server's own."""
+    ws = request.path_params.get("workspace")
+    if ws is None and request.url.path in INFLUX_PATHS:
+        ws = request.query_params.get(INFLUX_PATHS[request.url.path]) or None
+    return str(ws) if ws is not None else state(request).engine.workspace
+
+
+async def _scope(request: Request) -> WorkspaceState:
+    """The state of the request's workspace. Routes that take it also take a role
+    (:data:`Viewer` …), which checks membership — and on scoped paths :data:`SCOPED` checks
+    it before anything else runs."""
+    return await state(request).scoped(workspace_of(request))
+
+
+State = Annotated[WorkspaceState, Depends(_scope)]
 
 
 async def caller(request: Request, token: Annotated[str | None, Depends(oauth2)]) -> Claims:
@@ -189,7 +380,41 @@ async def caller(request: Request, token: Annotated[str | None, Depends(oauth2)]
     return claims
 
 
+async def member(request: Request, claims: Annotated[Claims, Depends(caller)]) -> Claims:
+    """The caller as a member of the request's workspace: their claims with ``role`` their
+    role there. A workspace they do not belong to, or one that does not exist, is NotFound
+    — the same answer either way, so existence never leaks."""
+    ws = workspace_of(request)
+    st = state(request)
+    role = await st.cached(st.accounts.role_in, claims.user_id, ws)
+    if role is None:
+        raise NotFound(f"no workspace {ws!r}")
+    return claims if role == claims.role else replace(claims, role=role)
+
+
+async def _workspace_path(workspace: Annotated[str, Path(
+        description="A workspace id (see GET /api/v1/workspaces)", max_length=63)]) -> None:
+    """Declares ``{workspace}`` in the OpenAPI schema of every scoped path."""
+
+
+SCOPED = [Depends(_workspace_path), Depends(member)]
+"""Dependencies of the routers mounted under ``/api/v1/workspaces/{workspace}``: the caller
+is authenticated and a member before the route's own parameters are resolved."""
+
+
 def require(role: Role) -> Callable[..., Coroutine[Any, Any, Claims]]:
+    """The caller's role *in the request's workspace* must allow ``role`` (403 otherwise;
+    404 for a workspace they do not belong to)."""
+    async def check(claims: Annotated[Claims, Depends(member)]) -> Claims:
+        if not Role(claims.role).allows(role):
+            raise Forbidden(f"this needs the {role} role; you are {claims.role}")
+        return claims
+
+    return check
+
+
+def require_global(role: Role) -> Callable[..., Coroutine[Any, Any, Claims]]:
+    """The caller's server-wide role must allow ``role`` (users, profiles, sessions)."""
     async def check(claims: Annotated[Claims, Depends(caller)]) -> Claims:
         if not Role(claims.role).allows(role):
             raise Forbidden(f"this needs the {role} role; you are {claims.role}")
@@ -201,3 +426,6 @@ def require(role: Role) -> Callable[..., Coroutine[Any, Any, Claims]]:
 Viewer = Annotated[Claims, Depends(require(Role.VIEWER))]
 Analyst = Annotated[Claims, Depends(require(Role.ANALYST))]
 Admin = Annotated[Claims, Depends(require(Role.ADMIN))]
+User = Annotated[Claims, Depends(caller)]
+"""Any signed-in user (routes about themselves or across workspaces)."""
+ServerAdmin = Annotated[Claims, Depends(require_global(Role.ADMIN))]

@@ -38,6 +38,9 @@ class Client:
     queue: asyncio.Queue[dict[str, Any]] = field(
         default_factory=lambda: asyncio.Queue(maxsize=QUEUE_SIZE))
     dashboards: set[str] = field(default_factory=set)
+    # workspaces whose alert messages it gets: the server's own if the user is a member
+    # there, and every workspace it subscribed to a dashboard of
+    workspaces: set[str] = field(default_factory=set)
     dropped: int = 0
     id: int = field(default_factory=itertools.count(1).__next__)
 

@@ -5,10 +5,17 @@ WebSocket protocol (JSON messages)::
 
     → {"type": "auth", "token": "<access token>"}        first, within 10 s (never in the URL)
     ← {"type": "ready", "user": "ana", "role": "analyst"}
-    → {"type": "subscribe", "dashboard": "<id>" | "__all__", "theme": "dark"?}
+    → {"type": "subscribe", "dashboard": "<id>" | "__all__", "theme": "dark"?,
+       "workspace": "<id>"?}                            (the server's own workspace if absent)
     ← {"type": "dashboard", "id": "<id>", "data": {…widgets…}}   now, and whenever it changes
-    ← {"type": "alerts", "items": [...]}                  after an alert tick changed something
-    → {"type": "unsubscribe", "dashboard": "<id>"} · {"type": "ping"} ← {"type": "pong"}
+    ← {"type": "alerts", "workspace": "<id>", "items": [...]}   after an alert tick changed
+                                                                  something in that workspace
+    → {"type": "unsubscribe", "dashboard": "<id>", "workspace": "<id>"?}
+    → {"type": "ping"} ← {"type": "pong"}
+
+A subscription is checked like a request: the user must be a member of the workspace (the
+same "subscribe_failed" answer for one that does not exist) and may see the dashboard; alert
+messages go only to clients subscribed to a dashboard of the workspace they concern.
 
 A client that reads slowly loses intermediate states, never the latest (see hub.py).
 """
@@ -25,39 +32,53 @@ from typing import Any
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from kpidash.api.deps import AppState, State, Viewer
+from kpidash.api.deps import AppState, LiveEntry, State, Viewer, WorkspaceState
 from kpidash.api.hub import Client, Message
 from kpidash.api.render import alert_json, render
-from kpidash.errors import KpidashError
+from kpidash.errors import KpidashError, NotFound
 
 log = logging.getLogger("kpidash.api.live")
-router = APIRouter(prefix="/api/v1", tags=["live"])
+router = APIRouter(tags=["live"])  # mounted per workspace (Server-Sent Events)
+socket = APIRouter(prefix="/api/v1", tags=["live"])  # one WebSocket for every workspace
 AUTH_TIMEOUT = 10.0
 
 
-async def _subscription(st: AppState, client: Client, dashboard: str, theme: str | None,
-                        user_id: str) -> tuple[str, dict[str, Any]]:
-    """Register (dashboard, theme) for ``client``; returns its key and current render."""
+async def _subscription(st: WorkspaceState, client: Client, dashboard: str,
+                        theme: str | None, user_id: str) -> tuple[str, dict[str, Any]]:
+    """Register (dashboard, theme) of ``st``'s workspace for ``client``; returns its key and
+    current render."""
+    from kpidash.api.routes.dashboards import _user_theme
+
     if dashboard == "__all__":
         spec: dict[str, Any] = {"grain": "day"}
         title = "kpidash"
     else:
-        d = await st.run(st.accounts.get_dashboard, user_id, dashboard)
+        d = await st.run(st.accounts.get_dashboard, user_id, dashboard, workspace=st.workspace)
         spec, title = d.spec, d.name
         theme = theme or d.spec.get("theme")
     if theme is None:
-        theme = (await st.run(st.accounts.get_user, user_id)).theme
-    key = f"{dashboard}|{theme or ''}"
+        theme = await _user_theme(st, user_id)
+    key = st.live_key(dashboard, theme)
     # render first: a spec or theme that cannot render is refused, never registered (the
     # refresher would fail on it at every tick)
     board = await st.run(render, st, spec, theme=theme, user=client.user, key=dashboard,
                          title=title)
-    st.live[key] = (spec, theme, title, client.user, dashboard)
+    st.live[key] = LiveEntry(st.workspace, dashboard, spec, theme, title, client.user)
     client.dashboards.add(key)
+    client.workspaces.add(st.workspace)
     return key, board
 
 
-@router.websocket("/ws")
+async def _member_scope(st: AppState, user_id: str, workspace: Any) -> WorkspaceState:
+    """The state of a workspace the user belongs to (NotFound otherwise, whether or not it
+    exists)."""
+    ws = st.engine.workspace if workspace is None else str(workspace)
+    if await st.run(st.accounts.role_in, user_id, ws) is None:
+        raise NotFound(f"no workspace {ws!r}")
+    return await st.scoped(ws)
+
+
+@socket.websocket("/ws")
 async def websocket(ws: WebSocket) -> None:
     st: AppState = ws.app.state.kpidash
     await ws.accept()
@@ -76,6 +97,8 @@ async def websocket(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         return
     client = st.hub.connect(claims.username, claims.role)
+    if await st.run(st.accounts.role_in, claims.user_id, st.engine.workspace) is not None:
+        client.workspaces.add(st.engine.workspace)
     st.metrics.ws_clients.set(len(st.hub.clients))
     sender = asyncio.create_task(_send(ws, client))
     try:
@@ -85,17 +108,20 @@ async def websocket(ws: WebSocket) -> None:
             kind = msg.get("type") if isinstance(msg, dict) else None
             if kind == "subscribe":
                 try:
-                    key, board = await _subscription(st, client, str(msg.get("dashboard")),
+                    scope = await _member_scope(st, claims.user_id, msg.get("workspace"))
+                    key, board = await _subscription(scope, client, str(msg.get("dashboard")),
                                                      msg.get("theme"), claims.user_id)
                 except KpidashError as exc:
                     client.offer({"type": "error", "code": "subscribe_failed",
                                   "message": str(exc)[:300]})
                     continue
                 st.pushed[key] = board.get("etag")
-                client.offer({"type": "dashboard", "id": msg.get("dashboard"), "data": board})
+                client.offer({"type": "dashboard", "id": msg.get("dashboard"),
+                              "workspace": scope.workspace, "data": board})
             elif kind == "unsubscribe":
-                client.dashboards = {k for k in client.dashboards
-                                     if not k.startswith(f"{msg.get('dashboard')}|")}
+                gone = msg.get("workspace") or st.engine.workspace
+                prefix = f"{gone}|{msg.get('dashboard')}|"
+                client.dashboards = {k for k in client.dashboards if not k.startswith(prefix)}
             elif kind == "ping":
                 client.offer({"type": "pong"})
             else:
@@ -132,7 +158,8 @@ async def events(st: State, me: Viewer, request: Request, dashboard_id: str,
         st.hub.disconnect(client)  # no stream: the client must not stay registered
         raise
     st.pushed[key] = board.get("etag")
-    client.offer({"type": "dashboard", "id": dashboard_id, "data": board})
+    client.offer({"type": "dashboard", "id": dashboard_id, "workspace": st.workspace,
+                  "data": board})
     st.metrics.ws_clients.set(len(st.hub.clients))
 
     async def stream() -> AsyncIterator[bytes]:
@@ -180,16 +207,17 @@ async def refresh_once(st: AppState) -> int:
         entry = st.live.get(key)
         if entry is None:
             continue
-        spec, theme, title, user, dashboard = entry
         try:
-            board = await st.run(render, st, spec, theme=theme, user=user, key=dashboard,
-                                 title=title)
+            scope = await st.scoped(entry.workspace)
+            board = await st.run(render, scope, entry.spec, theme=entry.theme, user=entry.user,
+                                 key=entry.dashboard, title=entry.title)
         except KpidashError:  # e.g. a KPI it shows was deleted: the others still refresh
             log.warning("cannot refresh live dashboard %s", key, exc_info=True)
             continue
         if st.pushed.get(key) != board.get("etag"):
             st.pushed[key] = board.get("etag")
-            message = Message({"type": "dashboard", "id": dashboard, "data": board})
+            message = Message({"type": "dashboard", "id": entry.dashboard,
+                               "workspace": entry.workspace, "data": board})
             for c in list(st.hub.clients):
                 if key in c.dashboards:
                     c.offer(message)
@@ -199,10 +227,32 @@ async def refresh_once(st: AppState) -> int:
 
 
 async def alert_tick(st: AppState) -> None:
-    report = await st.run(st.engine.evaluate_alerts)
+    """Evaluate the alert rules of every workspace that has some; a workspace whose alerts
+    changed gets its renders refreshed and its live clients (only those) the active list."""
+    workspaces = await st.run(_with_rules, st)
+    for ws in workspaces:
+        try:
+            scope = await st.scoped(ws)
+        except NotFound:  # deleted meanwhile
+            continue
+        try:
+            report = await st.run(scope.engine.evaluate_alerts)
+        except Exception:  # one workspace's failure must not stop the others' alerts
+            log.exception("alert tick of workspace %s failed", ws)
+            continue
+        if report.transitions:
+            scope.alerts_changed()
+            items = await st.run(scope.engine.alerts, states=["pending", "firing", "recovering"])
+            scope.publish({"type": "alerts", "workspace": ws,
+                           "items": [alert_json(a) for a in items]})
+            st.metrics.pushes.labels("alerts").inc()
     st.metrics.alert_ticks.inc()
-    if report.transitions:
-        st.alerts_changed()
-        items = await st.run(st.engine.alerts, states=["pending", "firing", "recovering"])
-        st.hub.publish_all({"type": "alerts", "items": [alert_json(a) for a in items]})
-        st.metrics.pushes.labels("alerts").inc()
+
+
+def _with_rules(st: AppState) -> list[str]:
+    """Workspaces with alert rules (the server's own always: a tick also resolves alerts
+    whose rule was deleted), by id."""
+    store = st.engine.store
+    out = {st.engine.workspace}
+    out.update(w["id"] for w in store.workspaces() if store.alert_rules(w["id"]))
+    return sorted(out)

@@ -28,7 +28,7 @@ from kpidash.errors import QueryError
 from kpidash.model import Grain
 
 if TYPE_CHECKING:
-    from kpidash.api.deps import AppState
+    from kpidash.api.deps import WorkspaceState
 
 _RANGE_RE = re.compile(r"^(\d{1,5})([hdwmqy])$")
 _DAYS = {"h": 1 / 24, "d": 1, "w": 7, "m": 30.4375, "q": 91.3125, "y": 365.25}
@@ -68,7 +68,7 @@ def wants_insights(layout: Any) -> bool:
     return any(isinstance(i, dict) and i.get("id") == "insights" for i in layout or [])
 
 
-def _plan(st: AppState, spec: dict[str, Any], theme: str | None, key: str | None,
+def _plan(st: WorkspaceState, spec: dict[str, Any], theme: str | None, key: str | None,
           ) -> tuple[dict[str, Any], Grain, list[str], list[tuple[str, str | None]], datetime,
                      Any]:
     """(full spec, grain, KPI ids, charts, now, cache key or None); reads memory only."""
@@ -106,7 +106,7 @@ def _plan(st: AppState, spec: dict[str, Any], theme: str | None, key: str | None
     return spec, grain, kpi_ids, charts, now, cache_key
 
 
-def cached_render(st: AppState, spec: dict[str, Any], *, theme: str | None,
+def cached_render(st: WorkspaceState, spec: dict[str, Any], *, theme: str | None,
                   key: str) -> dict[str, Any] | None:
     """The cached render of ``spec`` (as :func:`render` would return it), or None.
 
@@ -120,7 +120,7 @@ def cached_render(st: AppState, spec: dict[str, Any], *, theme: str | None,
     return hit
 
 
-def render(st: AppState, spec: dict[str, Any], *, theme: str | None, user: str | None,
+def render(st: WorkspaceState, spec: dict[str, Any], *, theme: str | None, user: str | None,
            key: str | None = None, title: str = "kpidash") -> dict[str, Any]:
     """Render ``spec`` (call under the engine lock). ``key`` enables the cache."""
     engine = st.engine
@@ -152,7 +152,7 @@ def render(st: AppState, spec: dict[str, Any], *, theme: str | None, user: str |
     return board
 
 
-def _insights_widget(st: AppState, user: str | None, now: datetime) -> dict[str, Any]:
+def _insights_widget(st: WorkspaceState, user: str | None, now: datetime) -> dict[str, Any]:
     """The recommendations widget, reused for :data:`INSIGHTS_TTL` seconds per user.
 
     Insights read a year of every KPI (~0.4–1.4 s on the demo); recomputing them on every
@@ -175,7 +175,7 @@ def _insights_widget(st: AppState, user: str | None, now: datetime) -> dict[str,
 _BOARD = TypeAdapter(dict[str, Any])
 
 
-def board_json(st: AppState, board: dict[str, Any]) -> bytes:
+def board_json(st: WorkspaceState, board: dict[str, Any]) -> bytes:
     """The HTTP response body of a rendered board, made once per etag: byte for byte what
     FastAPI makes of a ``dict[str, Any]`` return value (the same pydantic TypeAdapter).
 

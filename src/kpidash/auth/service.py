@@ -328,77 +328,93 @@ class Accounts(WorkspaceAccounts):
 
     # -- dashboards ---------------------------------------------------------------------------
 
-    def create_dashboard(self, owner_id: str, name: str, spec: Mapping[str, Any]) -> Dashboard:
-        """A new dashboard owned by ``owner_id`` (spec checked, see auth.dashboards)."""
+    def create_dashboard(self, owner_id: str, name: str, spec: Mapping[str, Any], *,
+                         workspace: str | None = None) -> Dashboard:
+        """A new dashboard owned by ``owner_id`` in ``workspace`` (the service's when None;
+        spec checked, see auth.dashboards)."""
+        ws = workspace or self.workspace
         name, clean = check_name(name), check_spec(spec)
         self._user_row(owner_id)
         now = self.clock.now()
         doc = {"id": _new_id("dsh"), "owner_id": owner_id, "name": name, "spec": clean,
                "shared_with": [], "created_at": now, "updated_at": now}
-        self.store.put_dashboard(self.workspace, doc)
-        return self._dashboard(doc)
+        self.store.put_dashboard(ws, doc)
+        return self._dashboard(doc, ws)
 
-    def list_dashboards(self, user_id: str) -> list[Dashboard]:
-        """Dashboards the user owns or that are shared with them, by name."""
-        return [self._dashboard(d)
-                for d in self.store.dashboards(self.workspace, visible_to=user_id)]
+    def list_dashboards(self, user_id: str, *, workspace: str | None = None) -> list[Dashboard]:
+        """Dashboards of ``workspace`` the user owns or that are shared with them, by name."""
+        ws = workspace or self.workspace
+        return [self._dashboard(d, ws) for d in self.store.dashboards(ws, visible_to=user_id)]
 
-    def get_dashboard(self, user_id: str, dashboard_id: str) -> Dashboard:
-        """A dashboard the user owns or that is shared with them; NotFound otherwise."""
-        return self._dashboard(self._visible(user_id, dashboard_id))
+    def get_dashboard(self, user_id: str, dashboard_id: str, *,
+                      workspace: str | None = None) -> Dashboard:
+        """A dashboard the user owns or that is shared with them; NotFound otherwise (also
+        for one of another workspace)."""
+        ws = workspace or self.workspace
+        return self._dashboard(self._visible(user_id, dashboard_id, ws), ws)
 
     def update_dashboard(self, user_id: str, dashboard_id: str, name: str | None = None,
-                         spec: Mapping[str, Any] | None = None) -> Dashboard:
+                         spec: Mapping[str, Any] | None = None, *,
+                         workspace: str | None = None) -> Dashboard:
         """Rename and/or replace the spec (owner only: Forbidden for a user it is shared
         with, NotFound for anyone else)."""
-        doc = self._owned(user_id, dashboard_id)
+        ws = workspace or self.workspace
+        doc = self._owned(user_id, dashboard_id, ws)
         if name is not None:
             doc["name"] = check_name(name)
         if spec is not None:
             doc["spec"] = check_spec(spec)
         doc["updated_at"] = self.clock.now()
-        self.store.put_dashboard(self.workspace, doc)
-        return self._dashboard(doc)
+        self.store.put_dashboard(ws, doc)
+        return self._dashboard(doc, ws)
 
-    def delete_dashboard(self, user_id: str, dashboard_id: str) -> None:
+    def delete_dashboard(self, user_id: str, dashboard_id: str, *,
+                         workspace: str | None = None) -> None:
         """Delete a dashboard (owner only, as update_dashboard)."""
-        self._owned(user_id, dashboard_id)
-        self.store.delete_dashboard(self.workspace, dashboard_id)
+        ws = workspace or self.workspace
+        self._owned(user_id, dashboard_id, ws)
+        self.store.delete_dashboard(ws, dashboard_id)
 
-    def share_dashboard(self, owner_id: str, dashboard_id: str,
-                        user_ids: Iterable[str]) -> Dashboard:
+    def share_dashboard(self, owner_id: str, dashboard_id: str, user_ids: Iterable[str], *,
+                        workspace: str | None = None) -> Dashboard:
         """Set who may read a dashboard (replaces the list; the owner is left out);
-        NotFound naming unknown user ids."""
-        doc = self._owned(owner_id, dashboard_id)
+        NotFound naming unknown user ids, InputError naming users who are not members of
+        the dashboard's workspace (they could never open it)."""
+        ws = workspace or self.workspace
+        doc = self._owned(owner_id, dashboard_id, ws)
         if isinstance(user_ids, str):
             raise InputError("user_ids must be a list of user ids, not one string")
         wanted = sorted({u for u in user_ids if u != owner_id})
         unknown = [u for u in wanted if self.store.user(u) is None]
         if unknown:
             raise NotFound(f"cannot share with unknown user id(s) {', '.join(unknown)}")
+        outside = [u for u in wanted if self.role_in(u, ws) is None]
+        if outside:
+            raise InputError(f"cannot share with user id(s) {', '.join(outside)}: they are not "
+                             f"members of workspace {ws!r} (add them first)")
         doc["shared_with"] = wanted
         doc["updated_at"] = self.clock.now()
-        self.store.put_dashboard(self.workspace, doc)
-        return self._dashboard(doc)
+        self.store.put_dashboard(ws, doc)
+        return self._dashboard(doc, ws)
 
-    def _visible(self, user_id: str, dashboard_id: str) -> dict[str, Any]:
-        doc = self.store.dashboard(self.workspace, dashboard_id)
+    def _visible(self, user_id: str, dashboard_id: str, workspace: str) -> dict[str, Any]:
+        doc = self.store.dashboard(workspace, dashboard_id)
         if doc is None or (doc["owner_id"] != user_id and user_id not in doc["shared_with"]):
             raise NotFound(f"no dashboard {dashboard_id!r}")
         return doc
 
-    def _owned(self, user_id: str, dashboard_id: str) -> dict[str, Any]:
-        doc = self._visible(user_id, dashboard_id)
+    def _owned(self, user_id: str, dashboard_id: str, workspace: str) -> dict[str, Any]:
+        doc = self._visible(user_id, dashboard_id, workspace)
         if doc["owner_id"] != user_id:
             raise Forbidden(f"dashboard {dashboard_id!r} is shared read-only with you; only its "
                             "owner can change it")
         return doc
 
-    def _dashboard(self, doc: Mapping[str, Any]) -> Dashboard:
+    def _dashboard(self, doc: Mapping[str, Any], workspace: str) -> Dashboard:
         return Dashboard(id=doc["id"], owner_id=doc["owner_id"], name=doc["name"],
                          spec=dict(doc["spec"]), shared_with=tuple(doc["shared_with"]),
                          created_at=doc["created_at"], updated_at=doc["updated_at"],
-                         workspace=self.workspace)
+                         workspace=workspace)
 
 
 def _new_id(prefix: str) -> str:

@@ -15,7 +15,7 @@ from kpidash.api.routes.data import _json, instant, object_for
 from kpidash.core.alerts import codec
 from kpidash.errors import InputError, NotFound, QueryError
 
-router = APIRouter(prefix="/api/v1", tags=["alerts"])
+router = APIRouter(tags=["alerts"])
 
 
 class _Body(BaseModel):
@@ -75,7 +75,7 @@ async def get_alert(st: State, _: Viewer, fingerprint: str) -> dict[str, Any]:
 async def ack(st: State, me: Analyst, fingerprint: str, body: AckBody) -> dict[str, Any]:
     a = await st.run(st.engine.acknowledge, fingerprint, me.username, body.comment)
     st.alerts_changed()
-    st.hub.publish_all({"type": "alert", "alert": alert_json(a)})
+    st.publish({"type": "alert", "alert": alert_json(a)})
     return alert_json(a)
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, ConfigDict, Field
 
-from kpidash.api.deps import Admin, State, Viewer
+from kpidash.api.deps import ServerAdmin, Shared, User
 from kpidash.auth import Role
 from kpidash.errors import InvalidCredentials
 
@@ -63,7 +63,7 @@ def _client(request: Request) -> tuple[str, str]:
 
 
 @router.post("/auth/token", summary="Log in (OAuth2 password flow)")
-async def token(st: State, request: Request,
+async def token(st: Shared, request: Request,
                 form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> dict[str, Any]:
     address, agent = _client(request)
     if not form.username or not form.password:
@@ -74,7 +74,7 @@ async def token(st: State, request: Request,
 
 
 @router.post("/auth/refresh", summary="Exchange a refresh token for a new pair (rotation)")
-async def refresh(st: State, request: Request, body: RefreshBody) -> dict[str, Any]:
+async def refresh(st: Shared, request: Request, body: RefreshBody) -> dict[str, Any]:
     address, agent = _client(request)
     pair = await st.run(st.accounts.refresh, body.refresh_token, address=address,
                         user_agent=agent)
@@ -82,7 +82,7 @@ async def refresh(st: State, request: Request, body: RefreshBody) -> dict[str, A
 
 
 @router.post("/auth/logout", status_code=204, summary="Revoke the current session")
-async def logout(st: State, me: Viewer) -> Response:
+async def logout(st: Shared, me: User) -> Response:
     await st.run(st.accounts.logout, me.session_id)
     return Response(status_code=204)
 
@@ -91,13 +91,13 @@ async def logout(st: State, me: Viewer) -> Response:
 
 
 @router.get("/me", summary="My profile")
-async def get_me(st: State, me: Viewer) -> dict[str, Any]:
+async def get_me(st: Shared, me: User) -> dict[str, Any]:
     user = await st.run(st.accounts.get_user, me.user_id)
     return user.to_dict()
 
 
 @router.patch("/me", summary="Change my profile, theme, followed KPIs, saved filters")
-async def patch_me(st: State, me: Viewer, body: ProfilePatch) -> dict[str, Any]:
+async def patch_me(st: Shared, me: User, body: ProfilePatch) -> dict[str, Any]:
     changes = body.model_dump(exclude_none=True)
     for kpi_id in [*(changes.get("followed") or []), *(changes.get("saved_filters") or {})]:
         st.engine.registry.get(kpi_id)
@@ -106,7 +106,7 @@ async def patch_me(st: State, me: Viewer, body: ProfilePatch) -> dict[str, Any]:
 
 
 @router.post("/me/password", status_code=204, summary="Change my password")
-async def change_password(st: State, request: Request, me: Viewer,
+async def change_password(st: Shared, request: Request, me: User,
                           body: PasswordBody) -> Response:
     address, agent = _client(request)
     # the current password is checked like a login (rate limited, same message)
@@ -117,7 +117,7 @@ async def change_password(st: State, request: Request, me: Viewer,
 
 
 @router.get("/me/sessions", summary="My active sessions")
-async def my_sessions(st: State, me: Viewer) -> list[dict[str, Any]]:
+async def my_sessions(st: Shared, me: User) -> list[dict[str, Any]]:
     now = st.clock.now()
     sessions = await st.run(st.accounts.sessions, me.user_id)
     return [{**s.to_dict(), "state": s.state(now), "current": s.id == me.session_id}
@@ -125,7 +125,7 @@ async def my_sessions(st: State, me: Viewer) -> list[dict[str, Any]]:
 
 
 @router.delete("/me/sessions/{session_id}", status_code=204, summary="Revoke one session")
-async def revoke_session(st: State, me: Viewer, session_id: str) -> Response:
+async def revoke_session(st: Shared, me: User, session_id: str) -> Response:
     await st.run(st.accounts.revoke_session, me.user_id, session_id)
     return Response(status_code=204)
 
@@ -134,25 +134,25 @@ async def revoke_session(st: State, me: Viewer, session_id: str) -> Response:
 
 
 @router.get("/users", summary="All users", tags=["users"])
-async def list_users(st: State, _: Admin) -> list[dict[str, Any]]:
+async def list_users(st: Shared, _: ServerAdmin) -> list[dict[str, Any]]:
     return [u.to_dict() for u in await st.run(st.accounts.list_users)]
 
 
 @router.post("/users", status_code=201, summary="Create a user", tags=["users"])
-async def create_user(st: State, _: Admin, body: NewUser) -> dict[str, Any]:
+async def create_user(st: Shared, _: ServerAdmin, body: NewUser) -> dict[str, Any]:
     user = await st.run(st.accounts.create_user, body.username, body.password, role=body.role,
                         display_name=body.display_name, timezone=body.timezone)
     return user.to_dict()
 
 
 @router.get("/users/{user_id}", summary="One user", tags=["users"])
-async def get_user(st: State, _: Admin, user_id: str) -> dict[str, Any]:
+async def get_user(st: Shared, _: ServerAdmin, user_id: str) -> dict[str, Any]:
     return (await st.run(st.accounts.get_user, user_id)).to_dict()
 
 
 @router.patch("/users/{user_id}", summary="Change a user's role, profile, password",
               tags=["users"])
-async def patch_user(st: State, _: Admin, user_id: str, body: UserPatch) -> dict[str, Any]:
+async def patch_user(st: Shared, _: ServerAdmin, user_id: str, body: UserPatch) -> dict[str, Any]:
     changes = body.model_dump(exclude_none=True)
     password = changes.pop("password", None)
     if password is not None:
@@ -163,7 +163,7 @@ async def patch_user(st: State, _: Admin, user_id: str, body: UserPatch) -> dict
 
 
 @router.delete("/users/{user_id}", status_code=204, summary="Delete a user", tags=["users"])
-async def delete_user(st: State, me: Admin, user_id: str) -> Response:
+async def delete_user(st: Shared, me: ServerAdmin, user_id: str) -> Response:
     from kpidash.errors import Conflict
 
     if user_id == me.user_id:

@@ -3,6 +3,7 @@ read-only with others, rendered to themed JSON widgets."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -11,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kpidash.api.deps import State, Viewer
 from kpidash.api.render import board_json, cached_render, render
 
-router = APIRouter(prefix="/api/v1", tags=["dashboards"])
+router = APIRouter(tags=["dashboards"])
 
 
 class DashboardBody(BaseModel):
@@ -38,19 +39,22 @@ def _check_kpis(st: Any, spec: dict[str, Any]) -> None:
 
 @router.get("/dashboards", summary="My dashboards and those shared with me")
 async def list_dashboards(st: State, me: Viewer) -> list[dict[str, Any]]:
-    return [d.to_dict() for d in await st.run(st.accounts.list_dashboards, me.user_id)]
+    return [d.to_dict() for d in await st.run(st.accounts.list_dashboards, me.user_id,
+                                                 workspace=st.workspace)]
 
 
 @router.post("/dashboards", status_code=201, summary="Create a dashboard")
 async def create_dashboard(st: State, me: Viewer, body: DashboardBody) -> dict[str, Any]:
     _check_kpis(st, body.spec)
-    d = await st.run(st.accounts.create_dashboard, me.user_id, body.name, body.spec)
+    d = await st.run(st.accounts.create_dashboard, me.user_id, body.name, body.spec,
+                     workspace=st.workspace)
     return d.to_dict()
 
 
 @router.get("/dashboards/{dashboard_id}", summary="One dashboard (spec and layout)")
 async def get_dashboard(st: State, me: Viewer, dashboard_id: str) -> dict[str, Any]:
-    return (await st.run(st.accounts.get_dashboard, me.user_id, dashboard_id)).to_dict()
+    return (await st.run(st.accounts.get_dashboard, me.user_id, dashboard_id,
+                        workspace=st.workspace)).to_dict()
 
 
 @router.patch("/dashboards/{dashboard_id}", summary="Rename or change spec/layout (owner)")
@@ -59,24 +63,26 @@ async def patch_dashboard(st: State, me: Viewer, dashboard_id: str,
     if body.spec is not None:
         _check_kpis(st, body.spec)
     d = await st.run(st.accounts.update_dashboard, me.user_id, dashboard_id, name=body.name,
-                     spec=body.spec)
+                     spec=body.spec, workspace=st.workspace)
     # live subscribers of this dashboard get renders of the new spec from now on
-    for key, (_, theme, _, user, dash) in list(st.live.items()):
-        if dash == dashboard_id:
-            st.live[key] = (d.spec, theme, d.name, user, dash)
+    for key, entry in list(st.live.items()):
+        if entry.workspace == st.workspace and entry.dashboard == dashboard_id:
+            st.live[key] = replace(entry, spec=d.spec, title=d.name)
     st.changed.set()
     return d.to_dict()
 
 
 @router.delete("/dashboards/{dashboard_id}", status_code=204, summary="Delete (owner)")
 async def delete_dashboard(st: State, me: Viewer, dashboard_id: str) -> Response:
-    await st.run(st.accounts.delete_dashboard, me.user_id, dashboard_id)
+    await st.run(st.accounts.delete_dashboard, me.user_id, dashboard_id,
+                 workspace=st.workspace)
     return Response(status_code=204)
 
 
 @router.put("/dashboards/{dashboard_id}/share", summary="Share read-only with these users")
 async def share(st: State, me: Viewer, dashboard_id: str, body: ShareBody) -> dict[str, Any]:
-    d = await st.run(st.accounts.share_dashboard, me.user_id, dashboard_id, body.user_ids)
+    d = await st.run(st.accounts.share_dashboard, me.user_id, dashboard_id, body.user_ids,
+                     workspace=st.workspace)
     return d.to_dict()
 
 
@@ -87,7 +93,8 @@ async def share(st: State, me: Viewer, dashboard_id: str, body: ShareBody) -> di
             response_model=dict[str, Any])
 async def render_dashboard(st: State, me: Viewer, dashboard_id: str,
                            theme: str | None = None) -> Response:
-    d = await st.cached(st.accounts.get_dashboard, me.user_id, dashboard_id)
+    d = await st.cached(st.accounts.get_dashboard, me.user_id, dashboard_id,
+                        workspace=st.workspace)
     chosen = theme or d.spec.get("theme") or await _user_theme(st, me.user_id)
     board = cached_render(st, d.spec, theme=chosen, key=d.id)
     if board is None:
@@ -109,6 +116,11 @@ async def render_default(st: State, me: Viewer, theme: str | None = None,
 
 
 async def _user_theme(st: Any, user_id: str) -> str | None:
+    """The user's own theme if they chose one, else the workspace's default theme."""
+    from kpidash.auth.profiles import PROFILE_DEFAULTS
+
     user = await st.cached(st.accounts.get_user, user_id)
     theme: str | None = user.theme
+    if theme == PROFILE_DEFAULTS["theme"]:
+        theme = st.options.default_theme
     return theme

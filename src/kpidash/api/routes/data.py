@@ -10,14 +10,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pyarrow as pa
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
-from kpidash.api.deps import Analyst, State, Viewer
+from kpidash.api.deps import Analyst, State, Viewer, member
 from kpidash.api.errors import PayloadTooLarge as TooLarge
 from kpidash.errors import InputError, QueryError
 
-router = APIRouter(prefix="/api/v1", tags=["data"])
-compat = APIRouter(tags=["data"])  # paths InfluxDB clients use
+router = APIRouter(tags=["data"])
+# the paths InfluxDB clients use; ?db= (1.x) or ?bucket= (2.x) names the workspace, and the
+# caller must be a member of it before anything else is looked at (deps.workspace_of)
+compat = APIRouter(tags=["data"], dependencies=[Depends(member)])
 
 Filters = Annotated[list[str] | None, Query(
     alias="filter", description="dim:value (repeat; the same dim twice = either value)")]

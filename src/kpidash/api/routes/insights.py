@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kpidash.api.deps import State, Viewer
 
-router = APIRouter(prefix="/api/v1", tags=["insights"])
+router = APIRouter(tags=["insights"])
 
 
 class Interaction(BaseModel):

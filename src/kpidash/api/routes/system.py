@@ -6,13 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from kpidash.api.deps import State
+from kpidash.api.deps import Shared
 
 router = APIRouter(tags=["system"])
 
 
 @router.get("/api/v1/health", summary="Liveness and the store's state (no auth)")
-async def health(st: State) -> dict[str, Any]:
+async def health(st: Shared) -> dict[str, Any]:
     from importlib.metadata import version
 
     version_ = await st.run(st.engine.store.schema_version)
@@ -21,7 +21,7 @@ async def health(st: State) -> dict[str, Any]:
 
 
 @router.get("/metrics", summary="Prometheus metrics (no auth)")
-async def metrics(st: State) -> Response:
+async def metrics(st: Shared) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST
 
     return Response(st.metrics.render_latest(), media_type=CONTENT_TYPE_LATEST)

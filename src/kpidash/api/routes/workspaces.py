@@ -1,6 +1,7 @@
-"""Workspaces and their members (issue 8, first part): server administrators create and
-delete workspaces; a workspace's admins rename it and manage its members. Data endpoints are
-scoped to the ``default`` workspace until per-workspace routing lands."""
+"""Workspaces and their members: server administrators create and delete workspaces; a
+workspace's admins rename it and manage its members. Each workspace's data lives under
+``/api/v1/workspaces/{workspace}/...`` (the routers of the other modules, mounted there by
+:func:`kpidash.api.create_app`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from kpidash.api.deps import State, Viewer
+from kpidash.api.deps import Shared, User
 from kpidash.auth import Role
 
 router = APIRouter(prefix="/api/v1", tags=["workspaces"])
@@ -41,47 +42,50 @@ def _json(record: Any) -> Any:
 
 
 @router.get("/workspaces", summary="The workspaces I belong to (server admins: all)")
-async def list_workspaces(st: State, me: Viewer) -> list[dict[str, Any]]:
+async def list_workspaces(st: Shared, me: User) -> list[dict[str, Any]]:
     return [_json(w) for w in await st.run(st.accounts.list_workspaces, me.user_id)]
 
 
 @router.post("/workspaces", status_code=201, summary="Create a workspace (server admin)")
-async def create_workspace(st: State, me: Viewer, body: NewWorkspace) -> dict[str, Any]:
+async def create_workspace(st: Shared, me: User, body: NewWorkspace) -> dict[str, Any]:
     record = await st.run(st.accounts.create_workspace, me.user_id, body.id, body.name,
                           body.settings or None)
     return dict(_json(record))
 
 
-@router.patch("/workspaces/{workspace_id}", summary="Rename or reconfigure (workspace admin)")
-async def patch_workspace(st: State, me: Viewer, workspace_id: str,
+@router.patch("/workspaces/{workspace}", summary="Rename or reconfigure (workspace admin)")
+async def patch_workspace(st: Shared, me: User, workspace: str,
                           body: WorkspacePatch) -> dict[str, Any]:
-    record = await st.run(st.accounts.rename_workspace, me.user_id, workspace_id,
+    record = await st.run(st.accounts.rename_workspace, me.user_id, workspace,
                           name=body.name, settings=body.settings)
+    if body.settings is not None:  # its engine is rebuilt with the new time zone
+        st.forget(workspace)
     return dict(_json(record))
 
 
-@router.delete("/workspaces/{workspace_id}", summary="Delete a workspace and all its data "
+@router.delete("/workspaces/{workspace}", summary="Delete a workspace and all its data "
                "(server admin)")
-async def delete_workspace(st: State, me: Viewer, workspace_id: str) -> dict[str, Any]:
-    counts = await st.run(st.accounts.delete_workspace, me.user_id, workspace_id)
+async def delete_workspace(st: Shared, me: User, workspace: str) -> dict[str, Any]:
+    counts = await st.run(st.accounts.delete_workspace, me.user_id, workspace)
+    st.forget(workspace)
     return {"deleted": counts}
 
 
-@router.get("/workspaces/{workspace_id}/members", summary="Members and their roles")
-async def members(st: State, me: Viewer, workspace_id: str) -> list[dict[str, Any]]:
-    return [_json(m) for m in await st.run(st.accounts.members, me.user_id, workspace_id)]
+@router.get("/workspaces/{workspace}/members", summary="Members and their roles")
+async def members(st: Shared, me: User, workspace: str) -> list[dict[str, Any]]:
+    return [_json(m) for m in await st.run(st.accounts.members, me.user_id, workspace)]
 
 
-@router.put("/workspaces/{workspace_id}/members/{user_id}",
+@router.put("/workspaces/{workspace}/members/{user_id}",
             summary="Add a member or change their role (workspace admin)")
-async def put_member(st: State, me: Viewer, workspace_id: str, user_id: str,
+async def put_member(st: Shared, me: User, workspace: str, user_id: str,
                      body: MemberBody) -> Response:
-    await st.run(st.accounts.add_member, me.user_id, workspace_id, user_id, body.role)
+    await st.run(st.accounts.add_member, me.user_id, workspace, user_id, body.role)
     return Response(status_code=204)
 
 
-@router.delete("/workspaces/{workspace_id}/members/{user_id}", status_code=204,
+@router.delete("/workspaces/{workspace}/members/{user_id}", status_code=204,
                summary="Remove a member (workspace admin)")
-async def delete_member(st: State, me: Viewer, workspace_id: str, user_id: str) -> Response:
-    await st.run(st.accounts.remove_member, me.user_id, workspace_id, user_id)
+async def delete_member(st: Shared, me: User, workspace: str, user_id: str) -> Response:
+    await st.run(st.accounts.remove_member, me.user_id, workspace, user_id)
     return Response(status_code=204)
