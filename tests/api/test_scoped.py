@@ -160,3 +160,20 @@ def test_deleting_a_workspace_forgets_it(api: Api) -> None:
     assert "acme" not in api.st.scopes
     assert_error(c.get(f"{WS}/kpis", headers=api.auth("admin")), 404)
     assert_error(c.get(f"{WS}/kpis", headers=api.auth("analyst")), 404)
+
+
+def test_a_request_in_flight_cannot_write_into_a_deleted_workspace(api: Api) -> None:
+    """A request that resolved the workspace before it was deleted and reaches the store
+    after is refused: no rows for a workspace that no longer exists (or for a new one that
+    takes its id later)."""
+    import pytest
+
+    from kpidash.errors import NotFound
+
+    acme(api, analyst="analyst")
+    stale = api.run(api.st.scoped, "acme")
+    assert api.client.delete(WS, headers=api.auth("admin")).status_code == 200
+    with pytest.raises(NotFound, match="acme"):
+        api.run(stale.run, stale.engine.ingest, [point(1)])
+    with api.st.lock:
+        assert api.st.engine.store.point_count("acme", "signups") == 0

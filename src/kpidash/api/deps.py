@@ -210,10 +210,15 @@ class AppState:
             return hit
         return await self.run(self.scope, workspace)
 
-    def forget(self, workspace: str) -> None:
-        """Drop what is kept in memory for ``workspace`` (deleted, or its settings changed):
-        its engine, caches and live subscriptions. The next request starts afresh."""
-        self.scopes.pop(workspace, None)
+    def forget(self, workspace: str, *, deleted: bool = False) -> None:
+        """Drop what is kept in memory for ``workspace`` (its settings changed, or
+        ``deleted``): its engine, caches and live subscriptions. The next request starts
+        afresh. Call under the lock, in the same hold as the deletion: a request that
+        resolved the workspace before and runs after is then refused (NotFound) instead of
+        writing rows for a workspace that no longer exists."""
+        gone = self.scopes.pop(workspace, None)
+        if gone is not None and deleted:
+            gone.deleted = True
         prefix = f"{workspace}|"
         for key in [k for k in self.live if k.startswith(prefix)]:
             del self.live[key]
@@ -233,6 +238,7 @@ class WorkspaceState:
         self.workspace = engine.workspace
         self.options = options
         """The workspace's settings (time zone, currency, fiscal year, default theme)."""
+        self.deleted = False
         self.renders: dict[Any, Any] = {}
         self.versions: dict[str, int] = {}
         self.insight_widgets: dict[Any, dict[str, Any]] = {}
@@ -282,10 +288,15 @@ class WorkspaceState:
         return self.server.periods
 
     def locked(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return self.server.locked(fn, *args, **kwargs)
+        """``fn`` under the lock, unless the workspace was deleted meanwhile (NotFound)."""
+        with self.server.lock:
+            if self.deleted:
+                raise NotFound(f"no workspace {self.workspace!r}")
+            return fn(*args, **kwargs)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await self.server.run(fn, *args, **kwargs)
+        """:meth:`locked` in a worker thread."""
+        return await anyio.to_thread.run_sync(lambda: self.locked(fn, *args, **kwargs))
 
     async def cached(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self.server.cached(fn, *args, **kwargs)

@@ -66,8 +66,12 @@ async def patch_workspace(st: Shared, me: User, workspace: str,
 @router.delete("/workspaces/{workspace}", summary="Delete a workspace and all its data "
                "(server admin)")
 async def delete_workspace(st: Shared, me: User, workspace: str) -> dict[str, Any]:
-    counts = await st.run(st.accounts.delete_workspace, me.user_id, workspace)
-    st.forget(workspace)
+    def delete() -> dict[str, int]:  # one lock hold: no request of it runs after
+        counts = st.accounts.delete_workspace(me.user_id, workspace)
+        st.forget(workspace, deleted=True)
+        return counts
+
+    counts = await st.run(delete)
     return {"deleted": counts}
 
 
