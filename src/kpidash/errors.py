@@ -19,6 +19,7 @@
     │   ├── TokenReused               an old refresh token came back: its session is revoked
     │   └── RateLimited               too many failed logins; ``retry_after`` seconds
     ├── Forbidden                     you are known but may not do this
+    ├── QuotaExceeded                 a workspace quota refuses the request; ``retry_after`` s
     ├── QueryError                    a query that cannot be answered as asked
     └── StoreError                    the storage backend failed or is incompatible
         └── SchemaVersionError        the database was written by a newer kpidash
@@ -113,6 +114,21 @@ class RateLimited(AuthError):
 
 class Forbidden(KpidashError):
     """The caller is known but their role or ownership does not allow this."""
+
+
+class QuotaExceeded(KpidashError):
+    """A workspace quota (KPIs, stored points, ingest rate) refuses the request; nothing of
+    it was done. ``retry_after`` seconds: when the rate allows it again, or a long wait for a
+    limit that only deleting data or a raised quota cures."""
+
+    def __init__(self, message: str, retry_after: int, *, workspace: str, quota: str,
+                 limit: int, needed: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.workspace = workspace
+        self.quota = quota
+        self.limit = limit
+        self.needed = needed
 
 
 class QueryError(KpidashError):

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
         default=1.0, gt=0, le=60, description="how often the background refresher looks")
     alert_interval_seconds: float = Field(
         default=60.0, ge=1, description="how often the alert manager ticks in the server")
+    # -- quotas per workspace (a workspace's settings may override each; unset = unlimited) --
+    quota_max_kpis: int | None = Field(
+        default=None, gt=0, description="KPI definitions a workspace may hold")
+    quota_max_points: int | None = Field(
+        default=None, gt=0, description="raw points a workspace may store")
+    quota_ingest_points_per_minute: int | None = Field(
+        default=None, gt=0, description="points a workspace may ingest per minute")
 
     @field_validator("timezone", "input_timezone")
     @classmethod

@@ -101,6 +101,7 @@ MIN_ROLE: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/workspaces/{workspace}/members"): VIEWER,
     ("PUT", "/api/v1/workspaces/{workspace}/members/{user_id}"): VIEWER,
     ("DELETE", "/api/v1/workspaces/{workspace}/members/{user_id}"): VIEWER,
+    ("GET", "/api/v1/workspaces/{workspace}/usage"): VIEWER,
 }
 WORKSPACE_ADMIN = {path for _, path in MIN_ROLE if path.startswith("/api/v1/workspaces")}
 # not about one workspace's data: served once, at /api/v1/...

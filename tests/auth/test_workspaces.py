@@ -49,6 +49,7 @@ Action = Callable[[World, str], Any]
 ACTIONS: dict[str, Action] = {
     "rename": lambda w, a: w.acc.rename_workspace(a, WS, name="Acme 2"),
     "settings": lambda w, a: w.acc.rename_workspace(a, WS, settings={"currency": "JPY"}),
+    "quotas": lambda w, a: w.acc.rename_workspace(a, WS, settings={"quotas": {"max_kpis": 9}}),
     "delete": lambda w, a: w.acc.delete_workspace(a, WS),
     "members": lambda w, a: w.acc.members(a, WS),
     "add_member": lambda w, a: w.acc.add_member(a, WS, w.new, Role.VIEWER),
@@ -61,6 +62,8 @@ EXPECTED: dict[str, dict[str, type[Exception] | None]] = {
     "rename": {"root": None, "boss": None, "ana": Forbidden, "vic": Forbidden, "out": NotFound},
     "settings": {"root": None, "boss": None, "ana": Forbidden, "vic": Forbidden,
                  "out": NotFound},
+    "quotas": {"root": None, "boss": Forbidden, "ana": Forbidden, "vic": Forbidden,
+               "out": NotFound},
     "delete": {"root": None, "boss": Forbidden, "ana": Forbidden, "vic": Forbidden,
                "out": NotFound},
     "members": {"root": None, "boss": None, "ana": Forbidden, "vic": Forbidden,
@@ -174,6 +177,28 @@ def test_rename_keeps_other_settings_and_records_the_time(world: World,
     assert rec["updated_at"] == clock.now() > rec["created_at"]
     with pytest.raises(ValidationFailed):
         world.acc.rename_workspace(world.boss, WS, settings={"default_theme": "neon"})
+
+
+def test_only_a_server_admin_changes_quotas(world: World) -> None:
+    acc, root, boss = world.acc, world.root, world.boss
+    acc.rename_workspace(root, WS, settings={"quotas": {"max_points": 1000}})
+    for change in ({"max_points": 5000}, {"max_points": None}, {"max_kpis": 3}):
+        with pytest.raises(Forbidden, match="only a server administrator can change the "
+                           "quotas of workspace 'acme'"):
+            acc.rename_workspace(boss, WS, settings={"quotas": change, "currency": "JPY"})
+    got = acc.get_workspace(boss, WS)["settings"]
+    assert got["quotas"]["max_points"] == 1000 and got["currency"] == "EUR"  # nothing changed
+    # the quotas it already has are no change (a client sending the whole settings back)
+    rec = acc.rename_workspace(boss, WS, settings={**got, "currency": "JPY"})
+    assert rec["settings"]["currency"] == "JPY" and rec["settings"]["quotas"] == got["quotas"]
+    acc.rename_workspace(boss, WS, settings={"quotas": {"max_points": 1000}})
+    with pytest.raises(ValidationFailed):  # invalid is reported as such, even to a non-admin
+        acc.rename_workspace(boss, WS, settings={"quotas": {"max_points": 0}})
+    rec = acc.rename_workspace(root, WS, settings={"quotas": {"ingest_points_per_minute": 60}})
+    assert rec["settings"]["quotas"] == {"max_kpis": None, "max_points": 1000,
+                                         "ingest_points_per_minute": 60}
+    made = acc.create_workspace(root, "beta", "Beta", {"quotas": {"max_kpis": 5}})
+    assert made["settings"]["quotas"]["max_kpis"] == 5
 
 
 def test_delete_removes_everything_and_protects_default(world: World) -> None:

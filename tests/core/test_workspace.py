@@ -18,7 +18,17 @@ from kpidash.errors import ValidationFailed
 def test_defaults() -> None:
     assert validate_settings(None).model_dump() == {
         "timezone": "UTC", "currency": "USD", "fiscal_year_start": 1,
-        "default_theme": "corporate"}
+        "default_theme": "corporate",
+        "quotas": {"max_kpis": None, "max_points": None, "ingest_points_per_minute": None}}
+
+
+def test_quotas_not_named_keep_their_value_and_null_resets_one() -> None:
+    base = validate_settings({"quotas": {"max_kpis": 10, "max_points": 1000}})
+    got = validate_settings({"quotas": {"max_points": None, "ingest_points_per_minute": 60}},
+                            base)
+    assert got.quotas.model_dump() == {"max_kpis": 10, "max_points": None,
+                                       "ingest_points_per_minute": 60}
+    assert validate_settings({"currency": "EUR"}, base).quotas == base.quotas
 
 
 def test_given_fields_replace_those_of_the_base() -> None:
@@ -38,8 +48,16 @@ def test_given_fields_replace_those_of_the_base() -> None:
     ({"default_theme": "neon"}, ["default_theme"]),
     ({"colour": "red"}, ["colour"]),
     ({"currency": "x", "default_theme": "neon"}, ["currency", "default_theme"]),
+    ({"quotas": {"max_kpis": 0}}, ["quotas.max_kpis"]),
+    ({"quotas": {"max_points": -5}}, ["quotas.max_points"]),
+    ({"quotas": {"ingest_points_per_minute": "60"}}, ["quotas.ingest_points_per_minute"]),
+    ({"quotas": {"max_kpis": True}}, ["quotas.max_kpis"]),
+    ({"quotas": {"max_kpis": 1.5}}, ["quotas.max_kpis"]),
+    ({"quotas": {"max_series": 3}}, ["quotas.max_series"]),
+    ({"quotas": 5}, ["quotas"]),
 ], ids=["zone", "empty-zone", "lower-currency", "long-currency", "month-0", "month-13",
-        "month-text", "theme", "unknown-field", "all-at-once"])
+        "month-text", "theme", "unknown-field", "all-at-once", "quota-0", "quota-negative",
+        "quota-text", "quota-bool", "quota-fraction", "quota-unknown", "quotas-not-object"])
 def test_bad_settings_name_every_field(raw: dict[str, Any], fields: list[str]) -> None:
     with pytest.raises(ValidationFailed) as exc:
         validate_settings(raw)

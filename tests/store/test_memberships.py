@@ -140,7 +140,7 @@ def test_migrates_a_version_7_database_with_users(tmp_path: Path) -> None:
     con.close()
     s = open_store(str(path))
     try:
-        assert s.schema_version() == SCHEMA_VERSION == 8
+        assert s.schema_version() == SCHEMA_VERSION >= 8
         assert s.memberships("default") == [
             {"user_id": "u1", "role": "admin", "created_at": T0},
             {"user_id": "u2", "role": "viewer", "created_at": LATER},
@@ -149,7 +149,9 @@ def test_migrates_a_version_7_database_with_users(tmp_path: Path) -> None:
         assert s.workspace("acme") == {
             "id": "acme", "name": "Acme", "created_at": T0, "updated_at": T0,
             "settings": {"timezone": "UTC", "currency": "USD", "fiscal_year_start": 1,
-                         "default_theme": "corporate"}}
+                         "default_theme": "corporate",
+                         "quotas": {"max_kpis": None, "max_points": None,
+                                    "ingest_points_per_minute": None}}}
         assert s.update_workspace("acme", name="Acme 2", now=LATER)
         got = s.workspace("acme")
         assert got is not None and (got["created_at"], got["updated_at"]) == (T0, LATER)

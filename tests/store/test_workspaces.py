@@ -12,7 +12,8 @@ from kpidash.store.base import Store
 from kpidash.store.duckdb.workspaces import GLOBAL_TABLES, MEMBER_TABLES, TABLE_NAMES
 
 DEFAULTS = {"timezone": "UTC", "currency": "USD", "fiscal_year_start": 1,
-            "default_theme": "corporate"}
+            "default_theme": "corporate",
+            "quotas": {"max_kpis": None, "max_points": None, "ingest_points_per_minute": None}}
 
 
 def test_create_read_list(store: Store) -> None:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from kpidash.api.metrics import Metrics
     from kpidash.auth import Accounts
     from kpidash.clock import Clock
+    from kpidash.core.quota import QuotaState
     from kpidash.core.workspace import WorkspaceSettings
     from kpidash.engine import Engine
     from kpidash.settings import Settings
@@ -85,6 +86,9 @@ class AppState:
     render_json: dict[str, bytes] = field(default_factory=dict)  # etag → response body
     periods: dict[Any, Any] = field(default_factory=dict)  # (grain, zone, minute) → period
     scopes: dict[str, WorkspaceState] = field(default_factory=dict)
+    # quota state per workspace (WorkspaceState.quota): kept here, not in the scope, so that
+    # forget() after a settings change does not refill a workspace's ingest bucket
+    quotas: dict[str, QuotaState] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._watch_account_writes()
@@ -219,6 +223,9 @@ class AppState:
         gone = self.scopes.pop(workspace, None)
         if gone is not None and deleted:
             gone.deleted = True
+        quota = self.quotas.pop(workspace, None) if deleted else self.quotas.get(workspace)
+        if quota is not None:  # stored points are counted again; the ingest bucket stays
+            quota.stored = None
         prefix = f"{workspace}|"
         for key in [k for k in self.live if k.startswith(prefix)]:
             del self.live[key]
@@ -300,6 +307,14 @@ class WorkspaceState:
 
     async def cached(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self.server.cached(fn, *args, **kwargs)
+
+    @property
+    def quota(self) -> QuotaState:
+        """The workspace's quota state (ingest bucket, stored-point count; see
+        :mod:`kpidash.api.routes.quotas`), the server's. Use it under the lock."""
+        from kpidash.core.quota import QuotaState
+
+        return self.server.quotas.setdefault(self.workspace, QuotaState())
 
     def live_key(self, dashboard: str, theme: str | None) -> str:
         return f"{self.workspace}|{dashboard}|{theme or ''}"

@@ -34,6 +34,7 @@ class PayloadTooLarge(e.KpidashError):
 STATUS: list[tuple[type[Exception], int, str]] = [
     (PayloadTooLarge, 413, "payload_too_large"),
     (e.RateLimited, 429, "rate_limited"),
+    (e.QuotaExceeded, 429, "quota_exceeded"),
     (e.TokenReused, 401, "token_reused"),
     (e.InvalidToken, 401, "invalid_token"),
     (e.InvalidCredentials, 401, "invalid_credentials"),
@@ -80,7 +81,11 @@ def kpidash_error(exc: e.KpidashError) -> JSONResponse:
         details = [i.to_dict() for i in exc.report.issues[:200]]
         message = str(exc).split(":", 1)[0] + f": {exc.report.error_count} error(s)"
     headers: dict[str, str] = {}
-    if isinstance(exc, e.RateLimited):
+    if isinstance(exc, e.QuotaExceeded):  # which quota, for clients that act on it
+        details = [{"code": f"quota.{exc.quota}", "message": message,
+                    "location": {"field": exc.quota}, "limit": exc.limit,
+                    "needed": exc.needed, "workspace": exc.workspace}]
+    if isinstance(exc, e.RateLimited | e.QuotaExceeded):
         headers["Retry-After"] = str(max(1, int(exc.retry_after)))
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"

@@ -5,7 +5,8 @@ Who may do what:
 * A user whose global role is ``admin`` (and who is enabled) is a *server administrator*:
   admin in every workspace, the only one who may create or delete workspaces.
 * Everyone else has a role per workspace through a membership (viewer < analyst < admin).
-  A workspace's admins rename it, change its settings and manage its members.
+  A workspace's admins rename it, change its settings and manage its members — but not its
+  ``quotas``: only a server administrator sets or changes those (Forbidden otherwise).
 * :meth:`WorkspaceAccounts.role_in` is None for a user who is not a member (or is disabled or
   unknown), and every method answers NotFound — the same answer as for a workspace that does
   not exist — for a workspace the actor may not see, so existence never leaks; Forbidden only
@@ -24,6 +25,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from kpidash.auth.roles import Role
+from kpidash.core.workspace import WorkspaceSettings, validate_settings
 from kpidash.errors import Conflict, Forbidden, NotFound
 from kpidash.model import DEFAULT_WORKSPACE
 
@@ -108,12 +110,30 @@ class WorkspaceAccounts:
     def rename_workspace(self, actor_id: str, workspace: str, name: str | None = None,
                          settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Rename and/or change some settings (workspace admins and server admins); the
-        record with the actor's role."""
+        record with the actor's role. A change of ``quotas`` is for server admins only
+        (Forbidden; sending the quotas the workspace already has is no change)."""
         role = self._access(actor_id, workspace, Role.ADMIN, "rename or reconfigure")
+        if settings is not None and "quotas" in settings:
+            self._check_quota_change(actor_id, workspace, settings)
         if not self.store.update_workspace(workspace, name=name, settings=settings,
                                            now=self.clock.now()):
             raise NotFound(f"no workspace {workspace!r}")
         return self._record(workspace, role)
+
+    def _check_quota_change(self, actor_id: str, workspace: str,
+                            settings: Mapping[str, Any]) -> None:
+        """Forbidden when ``settings`` would change the workspace's quotas and the actor is
+        not a server admin (ValidationFailed first for settings that are invalid anyway)."""
+        if self.is_server_admin(actor_id):
+            return
+        record = self.store.workspace(workspace)
+        if record is None:
+            raise NotFound(f"no workspace {workspace!r}")
+        current = WorkspaceSettings.model_validate(record["settings"])
+        if validate_settings(settings, current).quotas != current.quotas:
+            raise Forbidden(f"only a server administrator can change the quotas of workspace "
+                            f"{workspace!r} (its current quotas: "
+                            f"{current.quotas.model_dump()}); ask one to raise them")
 
     def delete_workspace(self, actor_id: str, workspace: str) -> dict[str, int]:
         """Delete a workspace with everything it owns and its memberships (server admins

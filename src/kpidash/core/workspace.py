@@ -2,7 +2,9 @@
 
 A workspace id is a short slug (``^[a-z0-9][a-z0-9_-]{0,62}$``) that is safe in URLs, file
 names and log lines. Settings are the workspace's time zone (IANA name), currency (ISO 4217
-code), first month of the fiscal year (1–12) and default dashboard theme.
+code), first month of the fiscal year (1–12), default dashboard theme and its quota overrides
+(:class:`~kpidash.core.quota.QuotaLimits`; only a server administrator changes those, see
+:mod:`kpidash.auth.workspaces`).
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from kpidash.core.quota import QuotaLimits
 from kpidash.core.report import ReportBuilder
 from kpidash.errors import ValidationFailed
 
 WORKSPACE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _ID_RE = re.compile(WORKSPACE_ID_PATTERN)
 _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
-_FORMAT = "workspace settings (timezone, currency, fiscal_year_start, default_theme)"
+_FORMAT = ("workspace settings (timezone, currency, fiscal_year_start, default_theme, "
+           "quotas: {max_kpis, max_points, ingest_points_per_minute})")
 
 Theme = Literal["corporate", "dark", "light", "vibrant", "pastel"]
 
@@ -34,6 +38,8 @@ class WorkspaceSettings(BaseModel):
     currency: str = "USD"
     fiscal_year_start: int = Field(default=1, ge=1, le=12, strict=True)
     default_theme: Theme = "corporate"
+    quotas: QuotaLimits = Field(default_factory=QuotaLimits)
+    """Overrides of the server's default quotas; a limit left None uses the default."""
 
     @field_validator("timezone")
     @classmethod
@@ -78,8 +84,14 @@ def check_workspace_name(name: object) -> str:
 def validate_settings(raw: Mapping[str, Any] | None,
                       base: WorkspaceSettings | None = None) -> WorkspaceSettings:
     """Settings from ``raw`` over ``base`` (the defaults when None); fields not given keep
-    their ``base`` value. Raises ValidationFailed listing every bad field."""
-    merged = {**(base or WorkspaceSettings()).model_dump(), **dict(raw or {})}
+    their ``base`` value, and so do the quotas not named in a ``quotas`` object (a quota
+    given as null goes back to the server's default). Raises ValidationFailed listing every
+    bad field."""
+    base = base or WorkspaceSettings()
+    merged = {**base.model_dump(), **dict(raw or {})}
+    given = (raw or {}).get("quotas")
+    if isinstance(given, Mapping):
+        merged["quotas"] = {**base.quotas.model_dump(), **given}
     try:
         return WorkspaceSettings.model_validate(merged)
     except ValidationError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import tempfile
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from kpidash.api.deps import Analyst, State, Viewer, member
 from kpidash.api.errors import PayloadTooLarge as TooLarge
+from kpidash.api.routes import quotas
 from kpidash.errors import InputError, QueryError
 
 router = APIRouter(tags=["data"])
@@ -88,7 +90,7 @@ def _definitions(body: Any) -> list[Any]:
 @router.post("/kpis", status_code=201, summary="Add or replace KPI definitions")
 async def put_kpis(st: State, _: Analyst, request: Request) -> list[dict[str, Any]]:
     items = _definitions(await _json(request, st.settings.max_body_bytes))
-    reg = await st.run(st.engine.register, items)
+    reg = await st.run(quotas.register, st, items)  # within the workspace's max_kpis
     ids = {i.get("id") for i in items if isinstance(i, dict)}
     return [k.model_dump(mode="json") for k in reg if k.id in ids]
 
@@ -96,7 +98,7 @@ async def put_kpis(st: State, _: Analyst, request: Request) -> list[dict[str, An
 @router.put("/kpis/{kpi_id}", summary="Replace one KPI definition")
 async def put_kpi(st: State, _: Analyst, kpi_id: str, request: Request) -> dict[str, Any]:
     body = await object_for(request, st.settings.max_body_bytes, kpi_id, "a KPI definition")
-    reg = await st.run(st.engine.register, [body])
+    reg = await st.run(quotas.register, st, [body])
     st.bump([kpi_id])
     return reg.get(kpi_id).model_dump(mode="json")
 
@@ -162,7 +164,8 @@ async def ingest(st: State, _: Analyst, request: Request) -> dict[str, Any]:
     # client's batch is parsed while another's is written (benchmarks/api.py, 2 clients ×
     # 10,000 points: 42,800 → 58,200 points/s, the second on a busier machine)
     table = await anyio.to_thread.run_sync(points_table, raw)
-    result = await st.run(st.engine.ingest_table, table, source="json")
+    result = await st.run(quotas.ingest, st, table.num_rows,  # within the workspace's quotas
+                          partial(st.engine.ingest_table, table, source="json"))
     kpis = (set(pc.unique(table.column("kpi")).to_pylist()) if "kpi" in table.column_names
             else set())
     return _ingested(st, result, kpis, "json")
@@ -224,7 +227,8 @@ async def _ingest_bytes(st: Any, raw: bytes, format: str) -> dict[str, Any]:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(raw)
         try:
-            result = await st.run(st.engine.ingest_file, path, fmt=format)
+            result = await st.run(quotas.ingest, st, None,  # rows counted as it is read
+                                  partial(st.engine.ingest_file, path, fmt=format))
         except pa.ArrowException as exc:  # a corrupt or truncated file (e.g. not Parquet)
             raise InputError(f"the upload is not a readable {format} file: "
                              f"{str(exc).splitlines()[0][:200]}") from None
@@ -251,7 +255,8 @@ async def write(st: State, _: Analyst, request: Request,
                           mapping=mapping)
     if table is None:
         raise BatchRejected("line protocol batch rejected, nothing written", report)
-    result = await st.run(st.engine.ingest_table, table, source="line protocol")
+    result = await st.run(quotas.ingest, st, table.num_rows,
+                          partial(st.engine.ingest_table, table, source="line protocol"))
     _ingested(st, result, set(table.column("kpi").to_pylist()), "line_protocol")
     return Response(status_code=204)
 
