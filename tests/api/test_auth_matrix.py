@@ -101,12 +101,14 @@ MIN_ROLE: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/workspaces/{workspace}/members"): VIEWER,
     ("PUT", "/api/v1/workspaces/{workspace}/members/{user_id}"): VIEWER,
     ("DELETE", "/api/v1/workspaces/{workspace}/members/{user_id}"): VIEWER,
+    # across the caller's own workspaces (test_portfolio.py)
+    ("GET", "/api/v1/portfolio"): VIEWER,
     ("GET", "/api/v1/workspaces/{workspace}/usage"): VIEWER,
 }
 WORKSPACE_ADMIN = {path for _, path in MIN_ROLE if path.startswith("/api/v1/workspaces")}
 # not about one workspace's data: served once, at /api/v1/...
 GLOBAL = ("/api/v1/auth/", "/api/v1/me", "/api/v1/users", "/api/v1/workspaces",
-          "/api/v1/health", "/api/v1/schemas/", "/api/v1/ws")
+          "/api/v1/health", "/api/v1/schemas/", "/api/v1/ws", "/api/v1/portfolio")
 # every other /api/v1 route is also served per workspace, with the role it needs there
 MIN_ROLE.update({(method, "/api/v1/workspaces/{workspace}" + path[len("/api/v1"):]): role
                  for (method, path), role in list(MIN_ROLE.items())

@@ -362,7 +362,7 @@ def test_schema_version_is_one_constant() -> None:
 
 def test_schema_names_and_loading() -> None:
     assert schemas.schema_names() == ["dashboard", "widget-kpi", "widget-line",
-                                      "widget-recommendations"]
+                                      "widget-portfolio", "widget-recommendations"]
     for name in schemas.schema_names():
         schema = schemas.load_schema(name)
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"

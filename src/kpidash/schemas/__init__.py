@@ -6,7 +6,8 @@ widgets) are relative and resolved through a :class:`referencing.Registry` holdi
 schema here, so nothing is fetched over the network.
 
 ``validate_widget`` picks the schema by the object's ``type`` (``kpi`` → ``widget-kpi``,
-``line`` → ``widget-line``, ``dashboard`` → ``dashboard``) and raises
+``line`` → ``widget-line``, ``portfolio`` → ``widget-portfolio``, ``dashboard`` →
+``dashboard``) and raises
 :class:`~kpidash.errors.ValidationFailed` whose report lists every schema error, each located
 by a JSON path such as ``$.widgets[2].data.color``.
 """
@@ -37,6 +38,7 @@ WIDGET_SCHEMAS: Final[dict[str, str]] = {
     "kpi": "widget-kpi",
     "line": "widget-line",
     "recommendations": "widget-recommendations",
+    "portfolio": "widget-portfolio",
     "dashboard": "dashboard",
 }
 """Widget ``type`` → schema name."""
@@ -122,7 +124,9 @@ def _refined(errors: Iterable[ValidationError]) -> Iterator[ValidationError]:
 def _message(error: ValidationError) -> str:
     # the only oneOf in these schemas is the dashboard's choice of widget schema
     if error.validator == "oneOf":
-        kinds = ", ".join(sorted(k for k in WIDGET_SCHEMAS if k != "dashboard"))
+        # a portfolio spans workspaces: never inside one workspace's dashboard
+        kinds = ", ".join(sorted(k for k in WIDGET_SCHEMAS if k not in ("dashboard",
+                                                                       "portfolio")))
         got = error.instance.get("type") if isinstance(error.instance, dict) else error.instance
         return f"expected a widget of type {kinds}; got type {got!r}"
     return str(error.message)
