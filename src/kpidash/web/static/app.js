@@ -1,5 +1,6 @@
 // kpidash web dashboard: vanilla ES module, no build step. Talks to the API under /api/v1
-// (bearer tokens kept in sessionStorage) and to the live WebSocket at /api/v1/ws.
+// (bearer tokens kept in sessionStorage) and to the live WebSocket at /api/v1/ws. Every data
+// call goes through data(), which names the workspace shown: /api/v1/workspaces/{ws}/...
 
 const API = "/api/v1";
 const COLS = 12;
@@ -7,8 +8,11 @@ const MAX_ROWS = 24;
 const SAVE_DELAY_MS = 400;
 const TOKEN_KEY = "kpidash.tokens";
 const DASH_KEY = "kpidash.dashboard";
+const WS_KEY = "kpidash.workspace";
+const ACTING_ROLES = ["analyst", "admin"];
 const STATUS_WORDS = { good: "on track", bad: "needs attention", neutral: "steady" };
 const ARROWS = { up: "▲", down: "▼", flat: "▶" };
+const PORTFOLIO_RANKS = [["value", "Value"], ["change", "Change"]];
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, attrs = {}, ...children) => {
@@ -26,6 +30,13 @@ const el = (tag, attrs = {}, ...children) => {
 
 const state = {
   me: null,
+  workspaces: [], // [{id, name, settings, role}] — the user's, from GET /workspaces
+  workspace: null, // the one shown; data() calls and the live subscription are about it
+  generation: 0, // bumped by every workspace switch: late answers of an older one are dropped
+  view: "board", // "board" or "portfolio"
+  portfolio: null, // the last GET /portfolio answer
+  portfolioKpis: null, // the KPIs of all the user's workspaces, by id
+  portfolioGeneration: 0,
   dashboards: [],
   dashboard: null, // {id, name, owner_id, spec}
   board: null, // the last render
@@ -111,6 +122,18 @@ async function api(path, { method = "GET", body, retry = true } = {}) {
   return res.status === 204 ? null : res.json();
 }
 
+function inWorkspace(workspace, path) {
+  return `/workspaces/${encodeURIComponent(workspace)}${path}`;
+}
+
+function data(path, options = {}) {
+  // a call about the workspace's data: the shown one, or options.workspace (a save that
+  // started before a switch still goes to the workspace it belongs to)
+  const workspace = options.workspace || state.workspace?.id;
+  if (!workspace) return Promise.reject(new Error("no workspace chosen"));
+  return api(inWorkspace(workspace, path), options);
+}
+
 // -- login / logout -------------------------------------------------------------------------
 
 async function login(event) {
@@ -150,7 +173,17 @@ function endSession(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   closeSocket();
   purgeCharts();
+  purgeCharts($("portfolio-tables"));
   $("grid").replaceChildren();
+  $("portfolio-tables").replaceChildren();
+  state.generation += 1;
+  state.workspace = null;
+  state.workspaces = [];
+  state.portfolio = null;
+  state.portfolioKpis = null;
+  state.view = "board";
+  state.dashboard = null;
+  state.board = null;
   $("app-view").hidden = true;
   $("login-view").hidden = false;
   $("login-error").textContent = message;
@@ -161,23 +194,132 @@ function endSession(message) {
 
 async function start() {
   state.me = await api("/me");
-  state.theme = state.me.theme || "corporate";
   state.loggedIn = true;
   $("login-view").hidden = true;
   $("app-view").hidden = false;
-  $("user-info").textContent = `${state.me.display_name || state.me.username} (${state.me.role})`;
-  $("theme-picker").value = state.theme;
-  state.kpis = await api("/kpis");
-  state.dashboards = await api("/dashboards");
-  if (state.dashboards.length === 0) state.dashboards = [await createDefaultDashboard()];
-  const picker = $("dashboard-picker");
-  picker.replaceChildren(...state.dashboards.map((d) => el("option", { value: d.id, text: d.name })));
-  const remembered = localStorage.getItem(DASH_KEY);
-  const chosen = state.dashboards.find((d) => d.id === remembered) || state.dashboards[0];
-  picker.value = chosen.id;
-  await openDashboard(chosen.id);
+  state.workspaces = await api("/workspaces");
+  renderWorkspacePicker();
+  if (state.workspaces.length === 0) {
+    $("user-info").textContent = state.me.display_name || state.me.username;
+    $("grid").replaceChildren(el("p", { class: "muted empty-note",
+      text: "You are not a member of any workspace yet: ask an administrator to add you." }));
+    return;
+  }
+  const wanted = fromHash();
+  const chosen = workspaceById(wanted.ws) || workspaceById(localStorage.getItem(WS_KEY))
+    || workspaceById("default") || state.workspaces[0];
+  await enterWorkspace(chosen.id, { view: wanted.view });
+  if (wanted.ws && wanted.ws !== chosen.id) {
+    $("announcer").textContent = `You are not a member of workspace ${wanted.ws}; showing ${chosen.name}.`;
+  }
   connectSocket();
   $("main").focus({ preventScroll: true });
+}
+
+// -- workspaces -----------------------------------------------------------------------------
+
+function workspaceById(id) {
+  return id ? state.workspaces.find((w) => w.id === id) || null : null;
+}
+
+function workspaceLabel(w) {
+  return `${w.name} (${w.role})`;
+}
+
+function renderWorkspacePicker() {
+  const picker = $("workspace-picker");
+  picker.replaceChildren(...state.workspaces.map((w) =>
+    el("option", { value: w.id, text: workspaceLabel(w) })));
+  if (state.workspace) picker.value = state.workspace.id;
+  $("workspace-field").hidden = state.workspaces.length < 2;
+  $("portfolio-button").hidden = state.workspaces.length < 2;
+}
+
+function fromHash() {
+  // "#ws=<id>" opens that workspace, "&view=portfolio" its portfolio page
+  const params = new URLSearchParams(location.hash.replace(/^#/, ""));
+  return { ws: params.get("ws") || null, view: params.get("view") === "portfolio" ? "portfolio" : "board" };
+}
+
+function writeHash() {
+  if (!state.workspace) return;
+  const params = new URLSearchParams({ ws: state.workspace.id });
+  if (state.view === "portfolio") params.set("view", "portfolio");
+  const hash = `#${params}`;
+  // replaceState: no hashchange event, and the back button does not step through switches
+  if (location.hash !== hash) history.replaceState(null, "", hash);
+}
+
+function themeFor(workspace) {
+  // as the server decides: the user's own theme, unless it is the default one, in which case
+  // the workspace's default theme
+  const own = state.me?.theme;
+  if (own && own !== "corporate") return own;
+  return workspace?.settings?.default_theme || own || "corporate";
+}
+
+function showWorkspaceInfo() {
+  const w = state.workspace;
+  const s = w.settings || {};
+  const parts = [s.currency, s.timezone].filter(Boolean);
+  const meta = $("workspace-meta");
+  meta.textContent = parts.join(" · ");
+  meta.title = `${w.name}: amounts in ${s.currency || "?"}, days in the ${s.timezone || "?"} time zone`
+    + (s.fiscal_year_start ? `, fiscal year from month ${s.fiscal_year_start}` : "");
+  meta.dataset.workspace = w.id;
+  $("user-info").textContent = `${state.me.display_name || state.me.username} (${w.role})`;
+}
+
+function dashKey(workspace) {
+  return `${DASH_KEY}.${workspace}`;
+}
+
+async function enterWorkspace(id, { view = "board" } = {}) {
+  const workspace = workspaceById(id);
+  if (!workspace) throw new Error(`not a member of workspace ${id}`);
+  const generation = ++state.generation;
+  await flushSave();
+  if (generation !== state.generation) return;
+  unsubscribe();
+  state.workspace = workspace;
+  state.dashboard = null;
+  state.board = null;
+  state.layout = [];
+  state.alerts = [];
+  state.kpis = [];
+  renderAlerts();
+  purgeCharts();
+  $("grid").replaceChildren();
+  localStorage.setItem(WS_KEY, id);
+  $("workspace-picker").value = id;
+  showWorkspaceInfo();
+  state.theme = themeFor(workspace);
+  $("theme-picker").value = state.theme;
+  const [kpis, dashboards] = await Promise.all([data("/kpis"), data("/dashboards")]);
+  if (generation !== state.generation) return;
+  state.kpis = kpis;
+  state.dashboards = dashboards.length ? dashboards : [await createDefaultDashboard()];
+  if (generation !== state.generation) return;
+  const picker = $("dashboard-picker");
+  picker.replaceChildren(...state.dashboards.map((d) => el("option", { value: d.id, text: d.name })));
+  const remembered = localStorage.getItem(dashKey(id))
+    || (id === "default" ? localStorage.getItem(DASH_KEY) : null);
+  const chosen = state.dashboards.find((d) => d.id === remembered) || state.dashboards[0];
+  picker.value = chosen.id;
+  await openDashboard(chosen.id, generation);
+  if (generation !== state.generation) return;
+  await showView(view === "portfolio" && state.workspaces.length > 1 ? "portfolio" : "board");
+}
+
+async function switchWorkspace(id) {
+  const workspace = workspaceById(id);
+  if (!workspace || workspace.id === state.workspace?.id) return;
+  try {
+    await enterWorkspace(id, { view: "board" });
+    if (state.workspace?.id === id) $("announcer").textContent = `Workspace ${workspace.name}`;
+  } catch (exc) {
+    $("announcer").textContent = `Could not open workspace ${workspace.name}: ${exc.message}`;
+  }
 }
 
 async function createDefaultDashboard() {
@@ -185,16 +327,19 @@ async function createDefaultDashboard() {
   const layout = ids.map((id, i) => ({ id: `card:${id}`, x: i * 3, y: 0, w: 3, h: 2 }));
   if (ids[0]) layout.push({ id: `chart:${ids[0]}`, x: 0, y: 2, w: 8, h: 5 });
   layout.push({ id: "insights", x: 8, y: 2, w: 4, h: 5 });
-  return api("/dashboards", { method: "POST", body: {
+  return data("/dashboards", { method: "POST", body: {
     name: "Overview", spec: { kpis: ids, grain: "day", range: { last: "30d" }, layout } } });
 }
 
 function canEdit() { return !!state.dashboard && state.dashboard.owner_id === state.me.id; }
-function canAct() { return state.me && (state.me.role === "analyst" || state.me.role === "admin"); }
+// the role that counts is the user's role in the workspace shown
+function canAct() { return ACTING_ROLES.includes(state.workspace?.role); }
 
-async function openDashboard(id) {
-  state.dashboard = await api(`/dashboards/${encodeURIComponent(id)}`);
-  localStorage.setItem(DASH_KEY, id);
+async function openDashboard(id, generation = state.generation) {
+  const dashboard = await data(`/dashboards/${encodeURIComponent(id)}`);
+  if (generation !== state.generation) return;
+  state.dashboard = dashboard;
+  localStorage.setItem(dashKey(state.workspace.id), id);
   const spec = state.dashboard.spec || {};
   $("range-picker").value = spec.range?.last || "30d";
   $("grain-picker").value = spec.grain || "day";
@@ -208,7 +353,8 @@ async function openDashboard(id) {
   purgeCharts();
   $("grid").replaceChildren();
   renderFilters();
-  const board = await api(`/dashboards/${encodeURIComponent(id)}/render?theme=${state.theme}`);
+  const board = await data(`/dashboards/${encodeURIComponent(id)}/render?theme=${state.theme}`);
+  if (generation !== state.generation || state.dashboard?.id !== id) return;
   applyBoard(board, { force: true });
   subscribe();
 }
@@ -494,7 +640,7 @@ function alertItem(a) {
 
 async function acknowledge(a) {
   try {
-    const updated = await api(`/alerts/${encodeURIComponent(a.fingerprint)}/ack`,
+    const updated = await data(`/alerts/${encodeURIComponent(a.fingerprint)}/ack`,
                               { method: "POST", body: { comment: "" } });
     upsertAlert(updated);
     $("announcer").textContent = `${kpiName(a.kpi_id)} alert acknowledged`;
@@ -505,7 +651,7 @@ async function acknowledge(a) {
 
 async function silence(a) {
   try {
-    await api("/silences", { method: "POST", body: {
+    await data("/silences", { method: "POST", body: {
       matchers: [`kpi=${a.kpi_id}`], duration: "2h", comment: "silenced from the dashboard" } });
     $("announcer").textContent = `${kpiName(a.kpi_id)} alerts silenced for 2 hours`;
   } catch (exc) {
@@ -551,7 +697,7 @@ async function loadFilterValues() {
   const kpi = state.kpis.find((k) => dashboardKpis().includes(k.id) && (k.dimensions || []).includes(dim));
   if (!dim || !kpi) return;
   try {
-    const series = await api(`/series/${encodeURIComponent(kpi.id)}?grain=month&by=${encodeURIComponent(dim)}`);
+    const series = await data(`/series/${encodeURIComponent(kpi.id)}?grain=month&by=${encodeURIComponent(dim)}`);
     const list = Array.isArray(series) ? series : series.series || [];
     const values = [...new Set(list.map((s) => s.group).filter((g) => g !== null && g !== undefined))].sort();
     $("filter-values").replaceChildren(...values.map((v) => el("option", { value: v })));
@@ -583,21 +729,37 @@ function saveSpec(changes, { rerender = true } = {}) {
   if (!canEdit()) return Promise.resolve();
   state.dashboard.spec = { ...state.dashboard.spec, ...changes, layout: cleanLayout() };
   if (rerender) renderFilters();
-  const id = state.dashboard.id;
-  state.saving = state.saving.then(() => persist(id, rerender)).catch((exc) => {
+  const dashboard = state.dashboard;
+  const workspace = state.workspace.id;
+  state.saving = state.saving.then(() => persist(workspace, dashboard, rerender)).catch((exc) => {
     $("announcer").textContent = `Could not save: ${exc.message}`;
   });
   return state.saving;
 }
 
-async function persist(id, rerender) {
-  if (!state.dashboard || state.dashboard.id !== id) return;
-  const spec = state.dashboard.spec;
-  const saved = await api(`/dashboards/${encodeURIComponent(id)}`, { method: "PATCH", body: { spec } });
-  if (!state.dashboard || state.dashboard.id !== id) return;
+function flushSave() {
+  // a layout change waiting for its save goes out now (before a workspace switch)
+  if (state.saveTimer !== null) {
+    clearTimeout(state.saveTimer);
+    state.saveTimer = null;
+    saveSpec({}, { rerender: false });
+  }
+  return state.saving;
+}
+
+async function persist(workspace, dashboard, rerender) {
+  // saves the dashboard's latest spec in the workspace it belongs to, even when another
+  // workspace or dashboard is shown by now
+  const id = dashboard.id;
+  const shown = () => state.workspace?.id === workspace && state.dashboard?.id === id;
+  const spec = shown() ? state.dashboard.spec : dashboard.spec;
+  const saved = await data(`/dashboards/${encodeURIComponent(id)}`,
+                           { method: "PATCH", body: { spec }, workspace });
+  if (!shown()) return;
   state.dashboard = { ...saved, spec: state.dashboard.spec };
   if (rerender && state.dashboard.spec === spec) {
-    const board = await api(`/dashboards/${encodeURIComponent(id)}/render?theme=${state.theme}`);
+    const board = await data(`/dashboards/${encodeURIComponent(id)}/render?theme=${state.theme}`);
+    if (!shown()) return;
     applyBoard(board);
   }
   // the live subscription keeps the spec it was made with: subscribe again with the new one
@@ -617,10 +779,221 @@ async function changeTheme() {
   } catch (exc) {
     $("announcer").textContent = `Could not save the theme: ${exc.message}`;
   }
-  const board = await api(`/dashboards/${encodeURIComponent(state.dashboard.id)}/render?theme=${theme}`);
+  const dashboard = state.dashboard;
+  if (!dashboard) return;
+  const board = await data(`/dashboards/${encodeURIComponent(dashboard.id)}/render?theme=${theme}`);
+  if (state.dashboard !== dashboard || state.theme !== theme) return;
   applyBoard(board, { force: true });
   subscribe();
+  if (state.view === "portfolio") drawPortfolio();
   $("announcer").textContent = `Theme ${theme}`;
+}
+
+// -- portfolio: one KPI across the user's workspaces ----------------------------------------
+
+async function showView(view) {
+  state.view = view === "portfolio" && state.workspaces.length > 1 ? "portfolio" : "board";
+  const portfolio = state.view === "portfolio";
+  $("portfolio-view").hidden = !portfolio;
+  for (const id of ["board-view", "alerts-panel", "filters", "range-field", "grain-field"]) {
+    $(id).hidden = portfolio;
+  }
+  $("portfolio-button").setAttribute("aria-pressed", String(portfolio));
+  writeHash();
+  if (portfolio) await loadPortfolio();
+}
+
+async function portfolioKpis() {
+  // the KPIs of every workspace of the user, by id (the name and unit of the first that has it)
+  if (state.portfolioKpis) return state.portfolioKpis;
+  const lists = await Promise.all(state.workspaces.map((w) =>
+    data("/kpis", { workspace: w.id }).catch(() => [])));
+  const byId = new Map();
+  for (const list of lists) for (const k of list) if (!byId.has(k.id)) byId.set(k.id, k);
+  state.portfolioKpis = [...byId.values()].sort((a, b) => (a.name || a.id).localeCompare(b.name || b.id));
+  return state.portfolioKpis;
+}
+
+async function fillPortfolioPickers() {
+  const kpis = await portfolioKpis();
+  const picker = $("portfolio-kpi");
+  const previous = picker.value;
+  picker.replaceChildren(...kpis.map((k) => el("option", { value: k.id, text: k.name || k.id })));
+  const followed = (state.me?.followed || []).find((id) => kpis.some((k) => k.id === id));
+  picker.value = kpis.some((k) => k.id === previous) ? previous
+    : followed || (kpis.find((k) => k.id === "mrr") || kpis[0])?.id || "";
+  const rank = $("portfolio-rank");
+  if (!rank.options.length) {
+    rank.replaceChildren(...PORTFOLIO_RANKS.map(([value, text]) => el("option", { value, text })));
+  }
+}
+
+async function loadPortfolio() {
+  const generation = ++state.portfolioGeneration;
+  const status = $("portfolio-status");
+  status.textContent = "Loading…";
+  $("portfolio-tables").setAttribute("aria-busy", "true");
+  try {
+    await fillPortfolioPickers();
+    const kpi = $("portfolio-kpi").value;
+    if (!kpi) {
+      status.textContent = "None of your workspaces has a KPI yet.";
+      $("portfolio-tables").replaceChildren();
+      return;
+    }
+    const query = new URLSearchParams({ kpi, grain: $("portfolio-grain").value,
+                                        rank_by: $("portfolio-rank").value, insights: "true" });
+    const answer = await api(`/portfolio?${query}`);
+    if (generation !== state.portfolioGeneration) return;
+    state.portfolio = answer;
+    drawPortfolio();
+  } catch (exc) {
+    if (generation !== state.portfolioGeneration) return;
+    status.textContent = `Could not load the portfolio: ${exc.message}`;
+    $("portfolio-tables").replaceChildren();
+  } finally {
+    if (generation === state.portfolioGeneration) $("portfolio-tables").removeAttribute("aria-busy");
+  }
+}
+
+function drawPortfolio() {
+  const answer = state.portfolio;
+  if (!answer) return;
+  const widgets = answer.widgets || [];
+  $("portfolio-status").textContent = "";
+  $("portfolio-tables").replaceChildren(...widgets.map(portfolioTable));
+}
+
+const GRAIN_WORDS = { minute: "minute", hour: "hour", day: "day", week: "week", month: "month",
+                      quarter: "quarter", year: "year" };
+
+function portfolioTable(widget) {
+  const d = widget.data || {};
+  const captionId = `portfolio-${String(d.kpi_id).replace(/[^a-z0-9_-]/gi, "_")}`;
+  const how = !d.ranked ? "not ranked"
+    : d.rank_by === "change" ? "ranked by change, most improved first"
+      : `ranked by value, ${d.higher_is_better === false ? "lowest" : "highest"} first`;
+  const table = el("table", { class: "portfolio-table", "data-kpi": d.kpi_id, "aria-describedby": `${captionId}-notes` },
+    el("caption", { id: captionId }, `${d.title || d.kpi_id} `,
+       el("span", { class: "muted", text: `· last complete ${GRAIN_WORDS[d.grain] || d.grain} · ${how}` })),
+    el("thead", {}, el("tr", {},
+      el("th", { scope: "col", text: "Rank" }),
+      el("th", { scope: "col", text: "Workspace" }),
+      el("th", { scope: "col", class: "num", text: "Value" }),
+      el("th", { scope: "col", class: "num", text: "Change" }),
+      el("th", { scope: "col", class: "spark-head", text: "Trend" }),
+      el("th", { scope: "col", text: "Top insight" }))),
+    el("tbody", {}, (d.rows || []).map((row) => portfolioRow(row, d))));
+  const notes = [...(d.notes || [])];
+  const missing = d.missing || [];
+  if (missing.length) {
+    notes.push(`Not defined in ${missing.map((m) => m.workspace_name || m.workspace).join(", ")}.`);
+  }
+  const wrap = el("div", { class: "portfolio-block" }, table,
+    el("p", { id: `${captionId}-notes`, class: "muted portfolio-notes", text: notes.join(" ") }));
+  return wrap;
+}
+
+function portfolioRow(row, d) {
+  const name = row.workspace_name || row.workspace;
+  const open = () => openFromPortfolio(row.workspace);
+  const tr = el("tr", { class: `portfolio-row${row.workspace === state.workspace?.id ? " current" : ""}`,
+                        "data-workspace": row.workspace, onclick: open },
+    el("td", { class: "rank", text: row.rank === null || row.rank === undefined ? "—" : String(row.rank) }),
+    el("td", {}, el("button", { type: "button", class: "ws-link",
+      "aria-label": `Open ${name}'s dashboard`, text: name,
+      onclick: (e) => { e.stopPropagation(); open(); } })),
+    el("td", { class: "num value", "data-value": row.value === null ? "" : String(row.value),
+               text: portfolioValue(row.value, row) }),
+    el("td", { class: "num" }, changeCell(row, d)),
+    el("td", { class: "spark-cell" }, sparkline(row.sparkline || [], `${name} ${row.title || d.title}`)),
+    el("td", { class: "portfolio-insight", text: row.insight?.text || "—" }));
+  return tr;
+}
+
+const currencyFormats = new Map();
+
+function portfolioValue(value, row) {
+  if (value === null || value === undefined) return "no data";
+  if (row.currency) {
+    let f = currencyFormats.get(row.currency);
+    if (!f) {
+      try {
+        f = new Intl.NumberFormat("en-US", { style: "currency", currency: row.currency,
+                                             maximumFractionDigits: 2 });
+      } catch { f = null; }
+      currencyFormats.set(row.currency, f);
+    }
+    if (f) return f.format(value);
+  }
+  return formatValue(value, row.unit);
+}
+
+function changeCell(row, d) {
+  if (row.change === null || row.change === undefined) {
+    return el("span", { class: "change neutral", text: "—", title: "no previous period to compare" });
+  }
+  // green when the KPI moved its good way (down is good for churn), red otherwise
+  const better = row.higher_is_better ?? d.higher_is_better;
+  const mood = row.direction === "flat" || row.change === 0 || better === null || better === undefined
+    ? "neutral" : (row.change > 0) === better ? "good" : "bad";
+  const words = { good: "better", bad: "worse", neutral: "" }[mood];
+  return el("span", { class: `change ${mood}`, "data-mood": mood },
+    `${ARROWS[row.direction] || ""} ${signed(row.change)}`.trim(),
+    words ? el("span", { class: "visually-hidden", text: ` (${words})` }) : null);
+}
+
+function sparkline(values, label) {
+  // an inline SVG drawn in the theme's accent colour; gaps where a period has no data
+  const ns = "http://www.w3.org/2000/svg";
+  const w = 120;
+  const h = 28;
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.setAttribute("role", "img");
+  const known = values.filter((v) => v !== null && v !== undefined);
+  if (known.length === 0) {
+    svg.setAttribute("aria-label", `${label}: no data`);
+    return svg;
+  }
+  const lo = Math.min(...known);
+  const hi = Math.max(...known);
+  const x = (i) => (values.length === 1 ? w / 2 : 2 + (i * (w - 4)) / (values.length - 1));
+  const y = (v) => (hi === lo ? h / 2 : h - 3 - ((v - lo) * (h - 6)) / (hi - lo));
+  let run = [];
+  const flush = () => {
+    if (run.length > 1) {
+      const line = document.createElementNS(ns, "polyline");
+      line.setAttribute("points", run.join(" "));
+      svg.append(line);
+    }
+    run = [];
+  };
+  values.forEach((v, i) => {
+    if (v === null || v === undefined) flush(); else run.push(`${x(i).toFixed(1)},${y(v).toFixed(1)}`);
+  });
+  flush();
+  const lastIndex = values.length - 1 - [...values].reverse().findIndex((v) => v !== null && v !== undefined);
+  const dot = document.createElementNS(ns, "circle");
+  dot.setAttribute("cx", x(lastIndex).toFixed(1));
+  dot.setAttribute("cy", y(values[lastIndex]).toFixed(1));
+  dot.setAttribute("r", "2.2");
+  svg.append(dot);
+  svg.setAttribute("aria-label", `${label}: ${known.length} periods, from ${numberFormat.format(known[0])} `
+    + `to ${numberFormat.format(known[known.length - 1])}`);
+  return svg;
+}
+
+async function openFromPortfolio(workspace) {
+  if (!workspaceById(workspace)) return;
+  if (workspace === state.workspace?.id) {
+    await showView("board");
+  } else {
+    await enterWorkspace(workspace, { view: "board" });
+  }
+  $("main").focus({ preventScroll: true });
+  $("announcer").textContent = `Workspace ${state.workspace.name}`;
 }
 
 // -- layout editing (pointer and keyboard) --------------------------------------------------
@@ -739,7 +1112,10 @@ function announceItem(id, verb) {
 
 function scheduleSave() {
   clearTimeout(state.saveTimer);
-  state.saveTimer = setTimeout(() => saveSpec({}, { rerender: false }), SAVE_DELAY_MS);
+  state.saveTimer = setTimeout(() => {
+    state.saveTimer = null;
+    saveSpec({}, { rerender: false });
+  }, SAVE_DELAY_MS);
 }
 
 // -- live updates ---------------------------------------------------------------------------
@@ -765,14 +1141,15 @@ function connectSocket() {
       setConn("live", "live");
       subscribe();
     } else if (msg.type === "dashboard") {
-      if (state.dashboard && msg.id === state.dashboard.id
+      if (isShown(msg.workspace) && state.dashboard && msg.id === state.dashboard.id
           && msg.data?.theme?.name === state.theme) applyBoard(msg.data);
     } else if (msg.type === "alerts") {
+      if (!isShown(msg.workspace)) return;
       state.alerts = msg.items || [];
       renderAlerts();
       $("announcer").textContent = `Alerts changed: ${state.alerts.length} active`;
     } else if (msg.type === "alert" && msg.alert) {
-      upsertAlert(msg.alert);
+      if (isShown(msg.workspace)) upsertAlert(msg.alert);
     } else if (msg.type === "error" && msg.code === "unauthenticated") {
       ws.authFailed = true;
     }
@@ -804,12 +1181,23 @@ function send(msg) {
   if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(msg));
 }
 
+function isShown(workspace) {
+  // pushes name their workspace: those about another one (e.g. alerts of a workspace left a
+  // moment ago, or one that crossed the unsubscribe) are not shown
+  return !!state.workspace && (workspace === undefined || workspace === state.workspace.id);
+}
+
 function subscribe() {
-  if (state.dashboard) send({ type: "subscribe", dashboard: state.dashboard.id, theme: state.theme });
+  if (state.dashboard && state.workspace) {
+    send({ type: "subscribe", workspace: state.workspace.id, dashboard: state.dashboard.id,
+           theme: state.theme });
+  }
 }
 
 function unsubscribe() {
-  if (state.dashboard) send({ type: "unsubscribe", dashboard: state.dashboard.id });
+  if (state.dashboard && state.workspace) {
+    send({ type: "unsubscribe", workspace: state.workspace.id, dashboard: state.dashboard.id });
+  }
 }
 
 // -- wiring ---------------------------------------------------------------------------------
@@ -818,9 +1206,36 @@ function init() {
   $("login-form").addEventListener("submit", login);
   $("logout-button").addEventListener("click", logout);
   $("theme-picker").addEventListener("change", changeTheme);
+  $("workspace-picker").addEventListener("change", (e) => switchWorkspace(e.target.value));
   $("dashboard-picker").addEventListener("change", async (e) => {
     unsubscribe();
+    await flushSave();
     await openDashboard(e.target.value);
+    if (state.view !== "board") await showView("board");
+  });
+  $("portfolio-button").addEventListener("click", () =>
+    showView(state.view === "portfolio" ? "board" : "portfolio"));
+  for (const id of ["portfolio-kpi", "portfolio-grain", "portfolio-rank"]) {
+    $(id).addEventListener("change", () => loadPortfolio());
+  }
+  window.addEventListener("hashchange", () => {
+    // a pasted or followed link: open the workspace (and view) it names
+    if (!state.loggedIn || !state.workspace) return;
+    const wanted = fromHash();
+    const target = workspaceById(wanted.ws);
+    if (target && target.id !== state.workspace.id) {
+      enterWorkspace(target.id, { view: wanted.view }).catch((exc) => {
+        $("announcer").textContent = `Could not open workspace ${target.name}: ${exc.message}`;
+      });
+    } else if (wanted.ws && !target) {
+      writeHash();
+      $("announcer").textContent = `You are not a member of workspace ${wanted.ws}; `
+        + `still showing ${state.workspace.name}.`;
+    } else if (wanted.view !== state.view) {
+      showView(wanted.view);
+    } else {
+      writeHash();
+    }
   });
   $("range-picker").addEventListener("change", (e) =>
     saveSpec({ range: { last: e.target.value } }));
