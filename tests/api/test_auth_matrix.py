@@ -101,6 +101,9 @@ MIN_ROLE: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/workspaces/{workspace}/members"): VIEWER,
     ("PUT", "/api/v1/workspaces/{workspace}/members/{user_id}"): VIEWER,
     ("DELETE", "/api/v1/workspaces/{workspace}/members/{user_id}"): VIEWER,
+    # a workspace's admins (and server admins) export it; server admins import (test_transfer)
+    ("GET", "/api/v1/workspaces/{workspace}/export"): ADMIN,
+    ("POST", "/api/v1/workspaces/import"): ADMIN,
     # across the caller's own workspaces (test_portfolio.py)
     ("GET", "/api/v1/portfolio"): VIEWER,
     ("GET", "/api/v1/workspaces/{workspace}/usage"): VIEWER,

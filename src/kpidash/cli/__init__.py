@@ -25,6 +25,7 @@ from kpidash.cli import (
     quality,
     serve,
     trends,
+    workspaces,
 )
 from kpidash.cli._shared import err, state
 from kpidash.core.report import Report
@@ -101,6 +102,7 @@ def _print_report(report: Report, header: str, limit: int = 20) -> None:
 app.add_typer(kpis.kpis_app, name="kpis")
 app.add_typer(events.annotations_app, name="annotations")
 app.add_typer(alerts.alerts_app, name="alerts")
+app.add_typer(workspaces.workspaces_app, name="workspaces")
 data.register(app)
 demo.register(app)
 anomalies.register(app)

@@ -1,9 +1,11 @@
-"""``kpidash serve`` (the API server) and ``kpidash users`` (accounts)."""
+"""``kpidash serve`` (the API server, with ``--demo`` the demo data and ``--clients N`` demo
+client workspaces) and ``kpidash users`` (accounts)."""
 
 from __future__ import annotations
 
 import secrets
 import sys
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -56,6 +58,9 @@ def serve(
         "--demo", help="Load the demo data, create a demo login (printed once), dev mode.")
                     ] = False,
     days: Annotated[int, typer.Option(help="Days of demo data.")] = 730,
+    clients: Annotated[int, typer.Option(
+        help="With --demo: also N (0-20) demo client workspaces client-1 … client-N (own "
+        "time zone, currency and data).")] = 0,
 ) -> None:
     """Run the API server (OpenAPI docs at /docs)."""
     import uvicorn
@@ -63,6 +68,7 @@ def serve(
     from kpidash.api import create_app
     from kpidash.engine import Engine
 
+    _check_clients(clients, demo)
     cfg = settings(host=host, port=port, **({"mode": "demo"} if demo else {}))
     if cfg.secret is None and cfg.mode in ("dev", "demo"):
         from pydantic import SecretStr
@@ -74,9 +80,10 @@ def serve(
     else:
         signing_secret_check(cfg)
     engine = Engine.from_settings(cfg)
-    login = None
+    login, lines = None, []
     if demo:
         login = _load_demo(engine, cfg, days)
+        lines = _load_clients(engine, cfg, days, clients)
     app = create_app(cfg, engine=engine)
     url = f"http://{cfg.host}:{cfg.port}"
     out.print(f"kpidash serving {engine.store.url} at {url}  (API docs: {url}/docs)",
@@ -84,6 +91,8 @@ def serve(
     if login:
         out.print(f"demo login: user {login[0]!r}, password {login[1]!r} (shown once)",
                   markup=False)
+    for line in lines:
+        out.print(line, markup=False)
     sys.stdout.flush()
     # no per-message deflate: a dashboard push would be compressed once per client (500
     # clients × 31 KB); dashboards are small and the loopback/LAN is not the bottleneck
@@ -119,6 +128,109 @@ def _load_demo(engine: Any, cfg: Any, days: int) -> tuple[str, str]:
             "kpis": ["revenue", "mrr", "customer_churn_rate", "signups"], "grain": "day",
             "range": {"last": "90d"}, "refresh_interval": 30, "layout": DEMO_LAYOUT})
     return DEMO_USER, password
+
+
+@dataclass(frozen=True)
+class DemoClient:
+    """A demo client workspace: its company, settings, and how its data differs from the
+    default demo's (``scale`` multiplies every generated value, ``seed`` draws them)."""
+
+    company: str
+    timezone: str
+    currency: str
+    scale: float
+
+
+DEMO_CLIENTS: tuple[DemoClient, ...] = (
+    DemoClient("Acme Retail", "America/New_York", "USD", 0.35),
+    DemoClient("Nordlicht GmbH", "Europe/Berlin", "EUR", 0.12),
+    DemoClient("Sakura Apps", "Asia/Tokyo", "JPY", 1.6),
+    DemoClient("Kangaroo Cloud", "Australia/Sydney", "AUD", 0.5),
+    DemoClient("Maple Analytics", "America/Toronto", "CAD", 0.25),
+    DemoClient("Thames Digital", "Europe/London", "GBP", 0.8),
+    DemoClient("Samba Commerce", "America/Sao_Paulo", "BRL", 0.2),
+    DemoClient("Alpine Health", "Europe/Zurich", "CHF", 0.15),
+    DemoClient("Ganges Software", "Asia/Kolkata", "INR", 1.2),
+    DemoClient("Fjord Logistics", "Europe/Oslo", "NOK", 0.1),
+    DemoClient("Pacific Learning", "America/Los_Angeles", "USD", 0.7),
+    DemoClient("Lion City Fintech", "Asia/Singapore", "SGD", 0.3),
+    DemoClient("Aztec Foods", "America/Mexico_City", "MXN", 0.18),
+    DemoClient("Cape Media", "Africa/Johannesburg", "ZAR", 0.09),
+    DemoClient("Seine Mode", "Europe/Paris", "EUR", 0.45),
+    DemoClient("Han River Games", "Asia/Seoul", "KRW", 2.0),
+    DemoClient("Tagus Travel", "Europe/Lisbon", "EUR", 0.22),
+    DemoClient("Nile Energy", "Africa/Cairo", "EGP", 0.11),
+    DemoClient("Kiwi Outdoors", "Pacific/Auckland", "NZD", 0.08),
+    DemoClient("Vistula Robotics", "Europe/Warsaw", "PLN", 0.14),
+)
+MAX_CLIENTS = len(DEMO_CLIENTS)
+
+
+def _load_clients(engine: Any, cfg: Any, days: int, n: int) -> list[str]:
+    """Workspaces ``client-1`` … ``client-n`` (:data:`DEMO_CLIENTS`), each with the SaaS
+    pack, its own demo data (seed ``DEMO_SEED + i``, values × its scale), a dashboard, and
+    the demo user as an admin member; one line per client to print. Idempotent like the
+    default demo: data is loaded only when it does not reach yesterday."""
+    from kpidash import demo as demo_data
+    from kpidash.auth import Role
+    from kpidash.engine import Engine
+    from kpidash.packs import load_pack
+
+    _check_clients(n, True)
+    if n == 0:
+        return []
+    pack = load_pack("saas")
+    money = frozenset(k.id for k in pack if k.unit == "$")
+    accounts = _accounts(engine, cfg)
+    user = accounts.get_user_by_name(DEMO_USER)
+    store, now = engine.store, engine.clock.now()
+    last = now.date() - timedelta(days=1)
+    lines = []
+    for i, client in enumerate(DEMO_CLIENTS[:n], start=1):
+        ws, name = f"client-{i}", f"Client {i} ({client.company})"
+        if store.workspace(ws) is None:
+            store.create_workspace(ws, name, {"timezone": client.timezone,
+                                              "currency": client.currency}, now)
+        scoped = Engine(store, engine.clock, workspace=ws, timezone=client.timezone,
+                        input_timezone=engine.input_timezone, chunk_rows=engine.chunk_rows)
+        scoped.register(pack)
+        rng = store.time_range(ws, ["revenue"])
+        if rng is None or rng[1].date() < last:
+            data = demo_data.generate(last, days=days, seed=demo_data.DEMO_SEED + i)
+            with progress(f"loading demo data of {ws}") as update:
+                result = scoped.ingest_table(_scaled(data.points, client.scale, money),
+                                             source="demo")
+                update(result.rows, result.rows)
+        accounts.add_member(user.id, ws, user.id, Role.ADMIN)
+        boards = accounts.list_dashboards(user.id, workspace=ws)
+        if not boards:
+            boards = [accounts.create_dashboard(user.id, f"{client.company} overview", {
+                "kpis": ["revenue", "mrr", "customer_churn_rate", "signups"], "grain": "day",
+                "range": {"last": "90d"}, "refresh_interval": 30, "layout": DEMO_LAYOUT},
+                workspace=ws)]
+        lines.append(f"demo client workspace {ws}: {name}, {client.timezone}, "
+                     f"{client.currency}, data ×{client.scale:g}, dashboard "
+                     f"{boards[0].name!r} at /api/v1/workspaces/{ws}/dashboards/{boards[0].id}")
+    return lines
+
+
+def _check_clients(n: int, demo: bool) -> None:
+    if not 0 <= n <= MAX_CLIENTS:
+        raise InputError(f"--clients must be between 0 and {MAX_CLIENTS}, got {n}")
+    if n and not demo:
+        raise InputError("--clients creates demo client workspaces: it needs --demo")
+
+
+def _scaled(points: Any, scale: float, money: frozenset[str]) -> Any:
+    """Demo points with every value × ``scale``: money rounded to cents, counts to whole
+    numbers (so conversions stay ≤ leads and counts stay counts)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    value = pc.multiply(points["value"], pa.scalar(scale, pa.float64()))
+    is_money = pc.is_in(points["kpi"], value_set=pa.array(sorted(money), pa.string()))
+    scaled = pc.if_else(is_money, pc.round(value, 2), pc.round(value, 0))
+    return points.set_column(points.column_names.index("value"), "value", scaled)
 
 
 def _exists(accounts: Any, name: str) -> bool:
