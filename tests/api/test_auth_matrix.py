@@ -104,6 +104,10 @@ MIN_ROLE: dict[tuple[str, str], str] = {
     # a workspace's admins (and server admins) export it; server admins import (test_transfer)
     ("GET", "/api/v1/workspaces/{workspace}/export"): ADMIN,
     ("POST", "/api/v1/workspaces/import"): ADMIN,
+    # a workspace's admins (and server admins) manage its ingest tokens (test_ingest_tokens)
+    ("GET", "/api/v1/workspaces/{workspace}/ingest-tokens"): ADMIN,
+    ("POST", "/api/v1/workspaces/{workspace}/ingest-tokens"): ADMIN,
+    ("DELETE", "/api/v1/workspaces/{workspace}/ingest-tokens/{token_id}"): ADMIN,
     # across the caller's own workspaces (test_portfolio.py)
     ("GET", "/api/v1/portfolio"): VIEWER,
     ("GET", "/api/v1/workspaces/{workspace}/usage"): VIEWER,
@@ -186,12 +190,14 @@ def real(shared_api: Api) -> dict[str, str]:
     other_session = a.login("analyst").json()["session_id"]
     return {"kpi_id": "revenue", "dashboard_id": r.json()["id"], "fingerprint": alert.fingerprint,
             "rule_id": "signups_high", "silence_id": silence.id, "session_id": other_session,
-            "user_id": a.ids["other"], "name": "dashboard", "workspace": "default"}
+            "user_id": a.ids["other"], "name": "dashboard", "workspace": "default",
+            "token_id": "itk_missing"}
 
 
 DUMMY = {"kpi_id": "no_such_kpi", "dashboard_id": "dsh_missing", "fingerprint": "f" * 16,
          "rule_id": "no_such_rule", "silence_id": "sil_missing", "session_id": "ses_missing",
-         "user_id": "usr_missing", "name": "dashboard", "workspace": "default"}
+         "user_id": "usr_missing", "name": "dashboard", "workspace": "default",
+         "token_id": "itk_missing"}
 
 
 def fill(path: str, values: dict[str, str]) -> str:

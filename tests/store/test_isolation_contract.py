@@ -96,6 +96,7 @@ READS: dict[str, list[Read]] = {
     "time_range": [lambda s, w: s.time_range(w), lambda s, w: s.time_range(w, ["temp"])],
     "workspace": [lambda s, w: s.workspace(w)],
     "memberships": [lambda s, w: s.memberships(w)],
+    "ingest_tokens": [lambda s, w: s.ingest_tokens(w)],
     "export_workspace": [lambda s, w: s.export_workspace(w)],
 }
 
@@ -150,16 +151,22 @@ WRITES: dict[str, Write] = {
     "delete_dashboard": lambda s, w: s.delete_dashboard(w, "d2"),
     "put_membership": lambda s, w: s.put_membership(w, "bob", "admin", NOW),
     "delete_membership": lambda s, w: s.delete_membership(w, "ana"),
+    "add_ingest_token": lambda s, w: s.add_ingest_token(w, {
+        "id": "t2", "name": "batch", "token_hash": f"h-{w}-t2", "created_by": "bob",
+        "created_at": NOW, "expires_at": END}),
+    "touch_ingest_token": lambda s, w: s.touch_ingest_token(w, "t1", NOW),
+    "revoke_ingest_token": lambda s, w: s.revoke_ingest_token(w, "t1", NOW),
     "import_workspace": _import_again,
     "delete_workspace": lambda s, w: s.delete_workspace(w),
 }
 
 # Server-wide methods: no workspace to cross (accounts are global; a user's memberships span
-# workspaces by design — test_memberships.py checks they are kept per workspace).
+# workspaces by design — test_memberships.py checks they are kept per workspace; an ingest
+# token is found by its secret alone, which names its workspace — test_ingest_tokens.py).
 GLOBAL = {"close", "transaction", "schema_version", "workspaces", "add_user", "user",
           "user_by_name", "users", "update_user", "delete_user", "add_session", "session_row",
           "session", "sessions", "touch_session", "revoke_sessions", "add_login_failures",
-          "login_failures", "clear_login_failures", "user_memberships"}
+          "login_failures", "clear_login_failures", "user_memberships", "ingest_token_by_hash"}
 
 
 def protocol_methods() -> set[str]:

@@ -58,7 +58,8 @@ def fill_data(store: Store, ws: str, k: float) -> None:
 
 
 def fill_state(store: Store, ws: str, k: float) -> None:
-    """Annotations, anomalies, outbox, alerting state, usage, dashboards and memberships."""
+    """Annotations, anomalies, outbox, alerting state, usage, dashboards, memberships and
+    an ingest token."""
     store.add_annotation(ws, Annotation(T0, T0 + timedelta(days=1), f"launch {k}",
                                         kpi_id="sales"), NOW)
     store.add_annotation(ws, Annotation(T0 + timedelta(days=3), T0 + timedelta(days=4),
@@ -99,6 +100,8 @@ def fill_state(store: Store, ws: str, k: float) -> None:
                                  "created_at": NOW, "updated_at": NOW})
     store.put_membership(ws, "ana", "admin", NOW)
     store.put_membership(ws, "bob", "viewer" if k > 1 else "analyst", NOW)
+    store.add_ingest_token(ws, {"id": "t1", "name": f"telegraf {k}", "token_hash": f"h-{ws}-t1",
+                                "created_by": "ana", "created_at": NOW, "expires_at": None})
 
 
 def catalog(store: Store) -> dict[str, list[str]]:

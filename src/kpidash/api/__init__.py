@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         portfolio,
         quotas,
         system,
+        tokens,
         workspaces,
     )
     from kpidash.auth import Accounts, AuthSettings
@@ -125,7 +126,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
                      for r in router.routes}
     app.add_middleware(_Measure, st=st, scoped=scoped_routes)
 
-    for module in (auth, workspaces, portfolio, quotas, system):
+    for module in (auth, workspaces, tokens, portfolio, quotas, system):
         app.include_router(module.router)
     # every workspace's data: at /api/v1/workspaces/{workspace}/... for its members, and at
     # /api/v1/... for the server's own workspace (a single-business install never names one)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -28,6 +28,7 @@ from fastapi import Depends, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from kpidash.auth import Claims, Role
+from kpidash.auth.ingest_tokens import INGEST_TOKEN_PREFIX, IngestGrant
 from kpidash.errors import Forbidden, InvalidToken, NotFound
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 # Accounts methods that only read (cacheable by AppState.cached); every other public method
 # counts as a write
-ACCOUNT_READS = frozenset({"verify", "get_user", "get_dashboard", "role_in"})
+ACCOUNT_READS = frozenset({"verify", "get_user", "get_dashboard", "role_in",
+                           "verify_ingest_token"})
 ACCOUNT_CACHE_SECONDS = timedelta(seconds=1)
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -375,10 +377,12 @@ INFLUX_PATHS = {"/write": "db", "/api/v2/write": "bucket"}
 
 def workspace_of(request: Request) -> str:
     """The workspace a request is about: the ``{workspace}`` of a scoped path; on the
-    InfluxDB write paths the database/bucket parameter; else the server's own."""
+    InfluxDB write paths the database/bucket parameter, or without one the workspace of the
+    ingest token presented (see :func:`credential`); else the server's own."""
     ws = request.path_params.get("workspace")
     if ws is None and request.url.path in INFLUX_PATHS:
-        ws = request.query_params.get(INFLUX_PATHS[request.url.path]) or None
+        ws = (request.query_params.get(INFLUX_PATHS[request.url.path])
+              or getattr(request.state, "ingest_workspace", None))
     return str(ws) if ws is not None else state(request).engine.workspace
 
 
@@ -392,18 +396,45 @@ async def _scope(request: Request) -> WorkspaceState:
 State = Annotated[WorkspaceState, Depends(_scope)]
 
 
-async def caller(request: Request, token: Annotated[str | None, Depends(oauth2)]) -> Claims:
-    """The verified claims of the bearer token (401 without a valid one). InfluxDB clients'
-    ``Authorization: Token <access token>`` is accepted too."""
+INGEST_ONLY = ("this is an ingest token: it only writes points (POST …/ingest, …/ingest/file, "
+               "…/write, /write, /api/v2/write); sign in as a user (POST /api/v1/auth/token) "
+               "to use this endpoint")
+
+
+async def credential(request: Request, token: Annotated[str | None, Depends(oauth2)],
+                     ) -> Claims | IngestGrant:
+    """Who the request speaks for: the verified claims of a user's access token (Bearer, or
+    InfluxDB clients' ``Authorization: Token <token>``), or — on the routes that take
+    :data:`Ingester` only — the grant of an ingest token (``kpi_…``), whose workspace must be
+    the request's (404 otherwise, as for a non-member). 401 without a valid credential, and
+    for an ingest token anywhere else."""
     if not token:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         token = value.strip() if scheme.lower() == "token" else None
     if not token:
         raise InvalidToken("this endpoint needs a bearer token: POST /api/v1/auth/token first")
     st = state(request)
-    claims = await st.cached(st.accounts.verify, token)
-    request.state.user = claims.username
-    return claims
+    if not token.startswith(INGEST_TOKEN_PREFIX):
+        claims = await st.cached(st.accounts.verify, token)
+        request.state.user = claims.username
+        return claims
+    if not _takes_ingest_tokens(request):
+        raise InvalidToken(INGEST_ONLY)
+    grant = await st.cached(st.accounts.verify_ingest_token, token)
+    request.state.user = f"ingest token {grant.token_id}"
+    request.state.ingest_workspace = grant.workspace  # the InfluxDB paths without ?db=/?bucket=
+    ws = workspace_of(request)
+    if ws != grant.workspace:
+        raise NotFound(f"no workspace {ws!r} (this ingest token writes into workspace "
+                       f"{grant.workspace!r} only)")
+    return grant
+
+
+async def caller(cred: Annotated[Claims | IngestGrant, Depends(credential)]) -> Claims:
+    """The verified claims of a user's access token (401 without a valid one)."""
+    if isinstance(cred, IngestGrant):
+        raise InvalidToken(INGEST_ONLY)
+    return cred
 
 
 async def member(request: Request, claims: Annotated[Claims, Depends(caller)]) -> Claims:
@@ -423,9 +454,45 @@ async def _workspace_path(workspace: Annotated[str, Path(
     """Declares ``{workspace}`` in the OpenAPI schema of every scoped path."""
 
 
-SCOPED = [Depends(_workspace_path), Depends(member)]
+async def _admitted(request: Request,
+                    cred: Annotated[Claims | IngestGrant, Depends(credential)]) -> None:
+    """A member of the request's workspace, or an ingest token of it (on the ingest routes:
+    :func:`credential` checked both)."""
+    if isinstance(cred, Claims):
+        await member(request, cred)
+
+
+SCOPED = [Depends(_workspace_path), Depends(_admitted)]
 """Dependencies of the routers mounted under ``/api/v1/workspaces/{workspace}``: the caller
-is authenticated and a member before the route's own parameters are resolved."""
+is authenticated and a member (or, on the ingest routes, an ingest token of the workspace)
+before the route's own parameters are resolved."""
+
+
+async def ingester(request: Request, cred: Annotated[Claims | IngestGrant, Depends(credential)],
+                   ) -> Claims | IngestGrant:
+    """The ingest routes' caller: a user with the analyst role in the request's workspace
+    (403 below it, 404 for a non-member), or an ingest token of that workspace. Declaring
+    this dependency is what lets a route accept ingest tokens (:func:`_takes_ingest_tokens`)."""
+    if isinstance(cred, IngestGrant):
+        return cred
+    claims = await member(request, cred)
+    if not Role(claims.role).allows(Role.ANALYST):
+        raise Forbidden(f"this needs the {Role.ANALYST} role; you are {claims.role}")
+    return claims
+
+
+def _takes_ingest_tokens(request: Request) -> bool:
+    """Whether the matched route declares :func:`ingester` (as its own parameter or its
+    router's dependency). Asked only when an ingest token is presented: a walk over the
+    route's few dependencies."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    return dependant is not None and any(d.call is ingester for d in _walk(dependant))
+
+
+def _walk(dependant: Any) -> Iterator[Any]:
+    for d in dependant.dependencies:
+        yield d
+        yield from _walk(d)
 
 
 def require(role: Role) -> Callable[..., Coroutine[Any, Any, Claims]]:
@@ -452,6 +519,8 @@ def require_global(role: Role) -> Callable[..., Coroutine[Any, Any, Claims]]:
 Viewer = Annotated[Claims, Depends(require(Role.VIEWER))]
 Analyst = Annotated[Claims, Depends(require(Role.ANALYST))]
 Admin = Annotated[Claims, Depends(require(Role.ADMIN))]
+Ingester = Annotated[Claims | IngestGrant, Depends(ingester)]
+"""The ingest routes' caller: an analyst of the workspace, or an ingest token of it."""
 User = Annotated[Claims, Depends(caller)]
 """Any signed-in user (routes about themselves or across workspaces)."""
 ServerAdmin = Annotated[Claims, Depends(require_global(Role.ADMIN))]

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kpidash.auth.dashboards import check_name, check_spec
+from kpidash.auth.ingest_tokens import IngestTokenAccounts
 from kpidash.auth.models import Claims, Dashboard, Session, SessionState, TokenPair, User
 from kpidash.auth.passwords import Passwords, check_password
 from kpidash.auth.profiles import (
@@ -66,7 +67,7 @@ BAD_CREDENTIALS = "wrong username or password"
 TOUCH_EVERY = timedelta(minutes=1)
 
 
-class Accounts(WorkspaceAccounts):
+class Accounts(WorkspaceAccounts, IngestTokenAccounts):
     """Users, sessions, workspace memberships and dashboards over a Store, with time from
     ``clock``.
 

@@ -341,6 +341,29 @@ class Store(Protocol):
         """Delete a dashboard; True if it existed."""
         ...
 
+    # -- ingest tokens (write-only credentials of one workspace; deleted with it, never
+    # exported; the secret's SHA-256 only) -------------------------------------------------
+
+    def add_ingest_token(self, workspace: str, row: Mapping[str, Any]) -> None:
+        """Insert a token (id, name, token_hash, created_by, created_at, expires_at|None)."""
+        ...
+
+    def ingest_tokens(self, workspace: str) -> list[dict[str, Any]]:
+        """A workspace's tokens (revoked too), by created_at then id; no hashes."""
+        ...
+
+    def ingest_token_by_hash(self, token_hash: str) -> dict[str, Any] | None:
+        """The token with this hash, with its ``workspace`` (any workspace), or None."""
+        ...
+
+    def touch_ingest_token(self, workspace: str, token_id: str, now: datetime) -> None:
+        """Set a token's last_used_at."""
+        ...
+
+    def revoke_ingest_token(self, workspace: str, token_id: str, now: datetime) -> bool:
+        """Set revoked_at unless already set; True if the workspace has the token."""
+        ...
+
     def last_seen(self, workspace: str, kpi_ids: Sequence[str], by: str | None = None,
                   ) -> dict[tuple[str, str | None], datetime]:
         """Latest point time per (kpi, value of dimension ``by`` or None)."""

@@ -13,15 +13,16 @@ from typing import Annotated, Any
 import pyarrow as pa
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from kpidash.api.deps import Analyst, State, Viewer, member
+from kpidash.api.deps import Analyst, Ingester, State, Viewer, ingester
 from kpidash.api.errors import PayloadTooLarge as TooLarge
 from kpidash.api.routes import quotas
 from kpidash.errors import InputError, QueryError
 
 router = APIRouter(tags=["data"])
 # the paths InfluxDB clients use; ?db= (1.x) or ?bucket= (2.x) names the workspace, and the
-# caller must be a member of it before anything else is looked at (deps.workspace_of)
-compat = APIRouter(tags=["data"], dependencies=[Depends(member)])
+# caller must be a member of it (or present an ingest token of it; without ?db=/?bucket= the
+# token's workspace is meant) before anything else is looked at (deps.workspace_of)
+compat = APIRouter(tags=["data"], dependencies=[Depends(ingester)])
 
 Filters = Annotated[list[str] | None, Query(
     alias="filter", description="dim:value (repeat; the same dim twice = either value)")]
@@ -152,7 +153,7 @@ def _ingested(st: Any, result: Any, kpis: set[str], source: str) -> dict[str, An
 
 
 @router.post("/ingest", summary="Ingest a JSON batch {\"points\": [...]} (all or nothing)")
-async def ingest(st: State, _: Analyst, request: Request) -> dict[str, Any]:
+async def ingest(st: State, _: Ingester, request: Request) -> dict[str, Any]:
     import anyio
     import pyarrow.compute as pc
 
@@ -173,7 +174,7 @@ async def ingest(st: State, _: Analyst, request: Request) -> dict[str, Any]:
 
 @router.post("/ingest/file", summary="Upload a CSV or Parquet file (raw body, or a "
              "multipart form with a `file` field as browsers send it)")
-async def ingest_file(st: State, _: Analyst, request: Request,
+async def ingest_file(st: State, _: Ingester, request: Request,
                       format: Annotated[str | None, Query(pattern="^(csv|parquet|json)$")
                                         ] = None,
                       ) -> dict[str, Any]:
@@ -239,7 +240,7 @@ async def _ingest_bytes(st: Any, raw: bytes, format: str) -> dict[str, Any]:
 @router.post("/write", summary="InfluxDB line protocol (v1/v2 compatible)", status_code=204)
 @compat.post("/write", include_in_schema=False, status_code=204)
 @compat.post("/api/v2/write", include_in_schema=False, status_code=204)
-async def write(st: State, _: Analyst, request: Request,
+async def write(st: State, _: Ingester, request: Request,
                 precision: Annotated[str, Query()] = "ns",
                 mapping: Annotated[str, Query(pattern="^(measurement|field)$")] = "measurement",
                 ) -> Response:

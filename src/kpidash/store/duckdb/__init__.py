@@ -8,7 +8,8 @@ Schema (see schema.py for every version)::
     series(series_id PK, workspace_id, kpi_id, series_key)           UNIQUE (workspace_id, series_key)
     series_dims(series_id, dim, value)                               one row per dimension
     points(series_id, ts TIMESTAMPTZ, value, raw_value, correction, ingested_at)
-    … and one table per concern (audit, outbox, alerts, usage, accounts, memberships);
+    … and one table per concern (audit, outbox, alerts, usage, accounts, memberships,
+    ingest tokens);
     workspaces.py lists which tables a workspace owns (deleted, exported and imported with it)
 
 A series is one KPI × one combination of dimension values. Points carry no key constraint:
@@ -40,6 +41,7 @@ from kpidash.store.base import AggSpec, WriteStats
 from kpidash.store.duckdb.accounts import AccountTables
 from kpidash.store.duckdb.alerts import AlertTables
 from kpidash.store.duckdb.audit import AuditTables
+from kpidash.store.duckdb.ingest_tokens import IngestTokenTables
 from kpidash.store.duckdb.memberships import MembershipTables
 from kpidash.store.duckdb.outbox import OutboxTable
 from kpidash.store.duckdb.periods import bucket_sql, from_epoch_us, longest_period_us
@@ -52,7 +54,7 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "DuckDBStore"]
 
 
 class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables, AccountTables,
-                  MembershipTables, WorkspaceTables):
+                  MembershipTables, IngestTokenTables, WorkspaceTables):
     """A Store on one DuckDB database file (or ``:memory:``)."""
 
     def __init__(self, path: str = ":memory:", *, memory_limit: str | None = None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -132,5 +132,15 @@ MIGRATIONS: dict[int, list[str]] = {
         "UPDATE workspaces SET updated_at = created_at",
         """INSERT INTO memberships (workspace_id, user_id, role, created_at)
                SELECT 'default', id, role, created_at FROM users""",
+    ],
+    9: [
+        # ingest tokens: long-lived credentials that only write points into one workspace
+        # (Telegraf, batch jobs); the secret's SHA-256 only, kept after revocation for the
+        # record; deleted with their workspace, never exported
+        """CREATE TABLE ingest_tokens (workspace_id VARCHAR NOT NULL, id VARCHAR NOT NULL,
+               name VARCHAR NOT NULL, token_hash VARCHAR NOT NULL UNIQUE,
+               created_by VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL,
+               last_used_at TIMESTAMPTZ, revoked_at TIMESTAMPTZ, expires_at TIMESTAMPTZ,
+               PRIMARY KEY (workspace_id, id))""",
     ],
 }

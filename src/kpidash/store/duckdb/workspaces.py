@@ -77,10 +77,10 @@ SERIES_TABLES = ("series", "series_dims", "points")
 TABLE_NAMES: tuple[str, ...] = ("workspaces", *SERIES_TABLES,
                                 *(t.name for t in OWNED_TABLES))
 """Every table of a workspace export, in import order."""
-MEMBER_TABLES: tuple[str, ...] = ("memberships",)
-"""Tables of workspace rows (by ``workspace_id``) that name global users: deleted with the
-workspace, not exported, and not counted as data by an import (a new workspace has its
-creator as a member)."""
+MEMBER_TABLES: tuple[str, ...] = ("memberships", "ingest_tokens")
+"""Tables of workspace rows (by ``workspace_id``) that name global users or hold credentials:
+deleted with the workspace, not exported (an archive must not carry working credentials), and
+not counted as data by an import (a new workspace has its creator as a member)."""
 GLOBAL_TABLES = frozenset({"kpidash_schema", "users", "sessions", "login_failures"})
 """Tables of the whole server (users and their sessions are global)."""
 
