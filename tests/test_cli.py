@@ -32,6 +32,13 @@ def test_kpis_validate_reports_every_problem(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
 
 
+def test_a_bad_option_value_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    r = run(tmp_path, "demo", "--days", "5")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("usage error:") and "--days" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
 def test_kpis_validate_accepts_the_saas_pack(tmp_path: Path) -> None:
     pack = Path(__file__).parents[1] / "src" / "kpidash" / "packs" / "saas.yaml"
     r = run(tmp_path, "kpis", "validate", str(pack))

@@ -212,3 +212,13 @@ def test_deleting_the_workspace_deletes_its_tokens(api: Api) -> None:
     err = assert_error(api.client.post("/api/v2/write", headers=influx(secret),
                                        content=LINE % 1), 401, "invalid_token")
     assert "not recognised" in err["message"]
+
+
+def test_an_ingest_token_cannot_open_a_live_connection(api: Api) -> None:
+    acme(api)
+    secret = create(api)["token"]
+    with api.client.websocket_connect("/api/v1/ws") as ws:
+        ws.send_json({"type": "auth", "token": secret})
+        msg = ws.receive_json()
+        assert msg["type"] == "error" and msg["code"] == "unauthenticated"
+        assert "ingest token" in msg["message"]

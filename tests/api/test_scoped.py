@@ -177,3 +177,26 @@ def test_a_request_in_flight_cannot_write_into_a_deleted_workspace(api: Api) -> 
         api.run(stale.run, stale.engine.ingest, [point(1)])
     with api.st.lock:
         assert api.st.engine.store.point_count("acme", "signups") == 0
+
+
+def test_unsubscribing_stops_a_workspaces_alerts(api: Api) -> None:
+    acme(api, analyst="analyst")
+    c, h = api.client, api.auth("analyst")
+    rule = {"id": "signups_high", "kpi": "signups", "per": "region",
+            "condition": {"kind": "threshold", "direction": "above", "bands": {"high": 100}}}
+    assert c.post(f"{WS}/alert-rules", headers=h, json=rule).status_code == 201
+    did = c.post(f"{WS}/dashboards", headers=h, json={"name": "A", "spec": {
+        "kpis": ["signups"]}}).json()["id"]
+    with connected(api, "analyst") as ws:
+        ws.send_json({"type": "subscribe", "dashboard": did, "workspace": "acme"})
+        receive(ws, lambda m: m["type"] == "dashboard")
+        ws.send_json({"type": "unsubscribe", "dashboard": did, "workspace": "acme"})
+        ws.send_json({"type": "ping"})
+        receive(ws, lambda m: m["type"] == "pong")
+        (client,) = api.st.hub.clients
+        assert client.workspaces == {"default"}  # ana is a member of default
+        c.post(f"{WS}/ingest", headers=h, json={"points": [point(500)]})
+        api.run(live.alert_tick, api.st)
+        ws.send_json({"type": "ping"})
+        # nothing of acme arrives before the pong
+        assert receive(ws, lambda m: m["type"] != "dashboard") == {"type": "pong"}

@@ -3,7 +3,8 @@
 Routes live in :mod:`kpidash.api.routes` (one module per area) and :mod:`kpidash.api.live`
 (WebSocket, SSE, the background refresher); every error leaves through the envelope of
 :mod:`kpidash.api.errors`; the caller comes from :mod:`kpidash.api.deps`. The app calls the
-engine and the accounts service, never a store directly.
+engine and the accounts service; it reads the store itself only for server-level facts
+(health, workspace records, which workspaces have alert rules).
 """
 
 from __future__ import annotations

@@ -32,9 +32,17 @@ from typing import Any
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from kpidash.api.deps import AppState, LiveEntry, State, Viewer, WorkspaceState
+from kpidash.api.deps import (
+    INGEST_ONLY,
+    AppState,
+    LiveEntry,
+    State,
+    Viewer,
+    WorkspaceState,
+)
 from kpidash.api.hub import Client, Message
 from kpidash.api.render import alert_json, render
+from kpidash.auth.ingest_tokens import INGEST_TOKEN_PREFIX
 from kpidash.errors import KpidashError, NotFound
 
 log = logging.getLogger("kpidash.api.live")
@@ -86,7 +94,10 @@ async def websocket(ws: WebSocket) -> None:
         first = await asyncio.wait_for(ws.receive_json(), AUTH_TIMEOUT)
         if not isinstance(first, dict) or first.get("type") != "auth":
             raise KpidashError("the first message must be {\"type\": \"auth\", \"token\": …}")
-        claims = await st.run(st.accounts.verify, str(first.get("token", "")))
+        token = str(first.get("token", ""))
+        if token.startswith(INGEST_TOKEN_PREFIX):
+            raise KpidashError(INGEST_ONLY)
+        claims = await st.run(st.accounts.verify, token)
     except (TimeoutError, KpidashError, ValueError, json.JSONDecodeError) as exc:
         reason = "authentication timed out" if isinstance(exc, TimeoutError) else str(exc)
         with contextlib.suppress(Exception):
@@ -97,8 +108,11 @@ async def websocket(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         return
     client = st.hub.connect(claims.username, claims.role)
-    if await st.run(st.accounts.role_in, claims.user_id, st.engine.workspace) is not None:
-        client.workspaces.add(st.engine.workspace)
+    # the server's own workspace's alerts reach its members without a subscription; another
+    # workspace's only while the client follows one of its dashboards
+    home = ({st.engine.workspace} if await st.run(st.accounts.role_in, claims.user_id,
+                                                  st.engine.workspace) is not None else set())
+    client.workspaces |= home
     st.metrics.ws_clients.set(len(st.hub.clients))
     sender = asyncio.create_task(_send(ws, client))
     try:
@@ -122,6 +136,7 @@ async def websocket(ws: WebSocket) -> None:
                 gone = msg.get("workspace") or st.engine.workspace
                 prefix = f"{gone}|{msg.get('dashboard')}|"
                 client.dashboards = {k for k in client.dashboards if not k.startswith(prefix)}
+                client.workspaces = home | {k.split("|", 1)[0] for k in client.dashboards}
             elif kind == "ping":
                 client.offer({"type": "pong"})
             else:

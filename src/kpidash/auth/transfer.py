@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from kpidash.auth.service import Accounts
     from kpidash.store.base import Store
 
-NOT_EXPORTED = ("memberships", "users", "sessions", "login_failures")
+NOT_EXPORTED = ("memberships", "ingest_tokens", "users", "sessions", "login_failures")
 """What an archive never holds: who may use a workspace belongs to the server."""
 
 

@@ -65,14 +65,16 @@ def main() -> None:
 
 
 def _fail(exc: BaseException) -> NoReturn:
-    import click
-
-    if isinstance(exc, click.exceptions.UsageError):
-        err.print(f"usage error: {exc.format_message()}", markup=False)
+    # click's exceptions by name: typer ≥ 0.29 raises those of its own copy of click
+    # (typer._click), which are not click's classes
+    kinds = {t.__name__ for t in type(exc).__mro__}
+    message = getattr(exc, "format_message", None)
+    if "UsageError" in kinds and message is not None:
+        err.print(f"usage error: {message()}", markup=False)
         sys.exit(2)
-    if isinstance(exc, click.exceptions.ClickException):
-        err.print(f"error: {exc.format_message()}", markup=False)
-        sys.exit(exc.exit_code)
+    if "ClickException" in kinds and message is not None:
+        err.print(f"error: {message()}", markup=False)
+        sys.exit(int(getattr(exc, "exit_code", 1)))
     if isinstance(exc, ValidationFailed):
         _print_report(exc.report, header=str(exc).split(":")[0])
         sys.exit(1)

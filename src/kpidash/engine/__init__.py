@@ -8,6 +8,7 @@ queries at any grain and renders the widgets of a dashboard.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -107,6 +108,15 @@ class Engine(AlertsMixin, InsightsMixin):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """An atomic group of engine calls: everything written inside is rolled back if it
+        raises (e.g. a quota found exceeded after an upload was read)."""
+        return self.store.transaction()
+
+    def stored_points(self, kpi_id: str | None = None) -> int:
+        """Raw points stored in this workspace (of one KPI, or all)."""
+        return self.store.point_count(self.workspace, kpi_id)
 
     # -- registry --------------------------------------------------------------------------
 

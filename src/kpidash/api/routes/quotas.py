@@ -68,7 +68,7 @@ def ingest(st: WorkspaceState, rows: int | None,
     protocol), None for an upload (counted as it is read). See the module's docstring.
     """
     limits = limits_of(st)
-    quota, store, ws = st.quota, st.engine.store, st.workspace
+    quota, engine, ws = st.quota, st.engine, st.workspace
     rate, max_points = limits.ingest_points_per_minute, limits.max_points
     bucket = None
     if rate is not None:
@@ -78,19 +78,19 @@ def ingest(st: WorkspaceState, rows: int | None,
     recount = rows is None
     if max_points is not None:
         if quota.stored is None or rows is None or quota.stored + rows > max_points:
-            quota.stored = store.point_count(ws)
+            quota.stored = engine.stored_points()
         stored = quota.stored
         recount = rows is None or stored + rows > max_points
     after = stored
     if not recount:
         result = write()
     else:
-        with store.transaction():  # an exception inside rolls every write back
+        with engine.transaction():  # an exception inside rolls every write back
             result = write()
             if rate is not None and bucket is not None and rows is None:
                 check_rate(ws, bucket, result.rows, rate)
             if max_points is not None:
-                after = store.point_count(ws)
+                after = engine.stored_points()
                 check_points(ws, stored, after, max_points, result.rows)
     # accepted: the points went through the bucket and are stored
     if bucket is not None:
@@ -110,7 +110,7 @@ def usage_of(st: WorkspaceState) -> dict[str, Any]:
     the lock."""
     limits = limits_of(st)
     quota = st.quota
-    points = st.engine.store.point_count(st.workspace)
+    points = st.engine.stored_points()
     if limits.max_points is not None:
         quota.stored = points
     rate = limits.ingest_points_per_minute
