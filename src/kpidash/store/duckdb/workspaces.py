@@ -12,7 +12,15 @@ Exported tables are portable: the workspace column is dropped, points and series
 name their series by ``series_key`` (not the store's series id), and columns numbered by a
 store-wide sequence (annotation ids, history/acknowledgement/interaction sequence numbers) or
 read in insertion order (``kpis``, ``correction_log``: an added ``ord``) hold 0-based ranks,
-renumbered on import in the same order.
+renumbered on import in the same order. JSON columns are exported canonical (keys sorted,
+compact separators), so an export reads the same whether the engine keeps JSON text verbatim
+(DuckDB) or re-renders it (PostgreSQL's jsonb): an archive moves between engines with the
+same checksums.
+
+The SQL here runs on DuckDB and, through the adapter of ``store/postgres``, on PostgreSQL;
+what cannot be shared is behind four hooks that ``PostgresWorkspaces`` overrides:
+``_attach``/``_detach`` (make an Arrow table readable by name), ``_count`` (rows a DELETE or
+INSERT changed) and ``_import_errors`` (the engine's error classes).
 """
 
 from __future__ import annotations
@@ -171,6 +179,7 @@ class WorkspaceTables:
         return counts
 
     def _count(self, sql: str, params: list[Any]) -> int:
+        """Rows changed by one DELETE or INSERT (DuckDB answers them with a count row)."""
         rows = self._q(sql, params)
         return int(rows[0][0]) if rows else 0
 
@@ -178,7 +187,7 @@ class WorkspaceTables:
         """Tables holding rows of ``workspace`` (its record aside)."""
         names = ["series", *(t.name for t in OWNED_TABLES)]
         sql = " UNION ALL ".join(
-            f"SELECT '{n}' AS t FROM (SELECT 1 FROM {n} WHERE workspace_id = ? LIMIT 1)"
+            f"SELECT '{n}' AS t FROM (SELECT 1 FROM {n} WHERE workspace_id = ? LIMIT 1) AS x"
             for n in names)
         return [r[0] for r in self._q(sql, [workspace] * len(names))]
 
@@ -196,13 +205,22 @@ class WorkspaceTables:
         for name in SERIES_TABLES:
             yield name, self._con.sql(_SERIES_EXPORT[name], params=[workspace]).to_arrow_table()
         for t in OWNED_TABLES:
-            yield t.name, self._con.sql(self._export_sql(t),
-                                        params=[workspace]).to_arrow_table()
+            tbl = self._con.sql(self._export_sql(t), params=[workspace]).to_arrow_table()
+            yield t.name, _canonical_json(tbl, self._json_columns(t.name))
+
+    def _catalog(self, table: str) -> list[tuple[str, str]]:
+        """(column, lower-case type name) of a table; PostgreSQL's ``rowid`` (its stand-in
+        for DuckDB's implicit one) left out: insertion order is exported as ``ord``."""
+        return [(r[0], str(r[1]).lower()) for r in self._q(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = ? AND table_schema = current_schema() "
+            "ORDER BY ordinal_position", [table]) if r[0] != "rowid"]
 
     def _columns(self, table: str) -> list[str]:
-        return [r[0] for r in self._q(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-            "AND table_schema = 'main' ORDER BY ordinal_position", [table])]
+        return [c for c, _ in self._catalog(table)]
+
+    def _json_columns(self, table: str) -> list[str]:
+        return [c for c, kind in self._catalog(table) if kind in ("json", "jsonb")]
 
     def _export_sql(self, t: Owned) -> str:
         cols = []
@@ -290,23 +308,37 @@ class WorkspaceTables:
         if n == 0:
             return np.array([], dtype=np.int64)
         got = self._con.execute(
-            f"SELECT nextval('{sequence}') AS id FROM range({n})").fetchnumpy()["id"]
+            f"SELECT nextval('{sequence}') AS id FROM generate_series(1, {int(n)}) AS g"
+        ).fetchnumpy()["id"]
         return np.sort(np.asarray(got, dtype=np.int64))
+
+    # -- engine hooks (overridden by store/postgres/workspaces.py) ---------------------------
+
+    _import_errors: tuple[type[Exception], ...] = (duckdb.Error,)
+    """Errors of the engine that mean "these rows do not fit", reported naming the table."""
+
+    def _attach(self, local: str, tbl: pa.Table, target: str) -> None:
+        """Make ``tbl`` readable as ``local`` by the next INSERT into table ``target``."""
+        self._con.register(local, tbl)
+
+    def _detach(self, local: str) -> None:
+        self._con.unregister(local)
 
     def _insert(self, table: str, sql: str, params: list[Any], expect: int,
                 tables: dict[str, pa.Table]) -> None:
         """Run one INSERT … SELECT over the Arrow tables in ``tables`` (read by name) and
         check it wrote ``expect`` rows; StoreError naming ``table`` otherwise."""
-        for local, tbl in tables.items():
-            self._con.register(local, tbl)
+        attached: list[str] = []
         try:
-            rows = self._q(sql, params)
-        except duckdb.Error as exc:
+            for local, tbl in tables.items():
+                self._attach(local, tbl, table)
+                attached.append(local)
+            written = self._count(sql, params)
+        except self._import_errors as exc:
             raise StoreError(f"cannot import table {table!r}: {exc}") from None
         finally:
-            for local in tables:
-                self._con.unregister(local)
-        written = int(rows[0][0]) if rows else 0
+            for local in attached:
+                self._detach(local)
         if written != expect:  # only an inner join on series_key drops rows
             raise StoreError(f"cannot import table {table!r}: {expect - written} of its "
                              f"{expect} rows name a series_key missing from table 'series'")
@@ -356,4 +388,17 @@ class WorkspaceTables:
 
 def _settings_json(settings: WorkspaceSettings) -> str:
     return json.dumps(settings.model_dump(), sort_keys=True, separators=(",", ":"))
+
+
+def _canonical_json(tbl: pa.Table, columns: list[str]) -> pa.Table:
+    """``tbl`` with each of ``columns`` (JSON text) rewritten canonically: keys sorted, compact
+    separators, ASCII escapes — the text both engines give for the same document. (PostgreSQL's
+    jsonb keeps numbers as decimals: a float written in exponent form with an integral value,
+    1e16 and up, reads back as an integer there.)"""
+    for c in columns:
+        values = [None if v is None else
+                  json.dumps(json.loads(v), sort_keys=True, separators=(",", ":"))
+                  for v in tbl[c].to_pylist()]
+        tbl = tbl.set_column(tbl.column_names.index(c), c, pa.array(values, pa.string()))
+    return tbl
 
