@@ -28,6 +28,12 @@ class Settings(BaseSettings):
         default=None, description="YAML file of notification channels (webhook, email, log …)")
     public_url: str | None = Field(
         default=None, description="the dashboard's address, linked from notifications")
+    dask_scheduler: str | None = Field(
+        default=None, description="Dask scheduler address (tcp://host:8786) that forecasting, "
+        "anomaly scoring and slice insights of many series run on; unset = this process")
+    dask_timeout_seconds: float = Field(
+        default=3600.0, gt=0, description="longest a distributed run may take before it is "
+        "cancelled with an error (a cluster without workers would otherwise wait)")
     # -- the API server ----------------------------------------------------------------------
     mode: Literal["production", "dev", "demo"] = Field(
         default="production", description="production refuses to start without a secret")

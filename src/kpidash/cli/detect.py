@@ -22,11 +22,27 @@ def detect(
     by: Annotated[str | None, typer.Option("--by", help="Score each value of this dimension.")
                   ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Dask scheduler (tcp://host:8786) to score the slices on "
+        "[KPIDASH_DASK_SCHEDULER]; same results as without.")] = None,
 ) -> None:
     """Score a KPI's complete periods for anomalies (causal, seasonal, robust) and store them."""
+    from kpidash.cli._shared import settings
+
     engine = open_engine()
     try:
-        result = engine.detect_anomalies(kpi, grain, filters=parse_filters(filters), group_by=by)
+        conf = settings()
+        address = scheduler or conf.dask_scheduler
+        if address:
+            from kpidash.engine.distributed import Cluster, detect_anomalies, quiet_logs
+
+            quiet_logs()
+            with Cluster.connect(address, timeout=conf.dask_timeout_seconds) as cluster:
+                result = detect_anomalies(engine, cluster, kpi, grain,
+                                          filters=parse_filters(filters), group_by=by)
+        else:
+            result = engine.detect_anomalies(kpi, grain, filters=parse_filters(filters),
+                                             group_by=by)
         if as_json:
             out.print_json(json.dumps({"new": result.new, "anomalies": result.found}))
             return

@@ -43,6 +43,9 @@ def forecast(
     model: Annotated[str, typer.Option(help="auto, ets, ensemble, theta, damped, … ")] = "auto",
     lower: Annotated[float | None, typer.Option(help="Values never go below this (e.g. 0).")] = None,
     upper: Annotated[float | None, typer.Option(help="Values never go above this (e.g. 100).")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", envvar="KPIDASH_DASK_SCHEDULER",
+        help="Dask scheduler (tcp://host:8786) to forecast on; same results as without.")] = None,
 ) -> None:
     """Forecast every series in FILE with prediction intervals (model chosen by backtest)."""
     from kpidash.core.forecast import forecast as run_forecast
@@ -52,17 +55,34 @@ def forecast(
     candidates = [_season_candidates(o) for o in offsets]
     results = []
     show = len(ids) > _BATCH
+    step = _BATCH if show else max(len(ids), 1)
+    # one season-candidate set per batch: the cycles its series' steps share, if they agree
+    batch_c = []
+    for a in range(0, len(ids), step):
+        cands = set(candidates[a:a + step])
+        batch_c.append(cands.pop() if len(cands) == 1 else None)
     from kpidash.cli._shared import progress
 
-    with progress(f"forecasting {len(ids):,} series") as update:
-        for a in range(0, len(ids), _BATCH if show else max(len(ids), 1)):
-            part = slice(a, a + (_BATCH if show else len(ids)))
-            cands = {c for c in candidates[part]}
-            season_c = cands.pop() if len(cands) == 1 else None
-            results += run_forecast(values[part], horizon, season_length=season_length,
-                                    levels=levels, bounds=(lower, upper), n_jobs=jobs, model=model,
-                                    season_candidates=season_c)
-            update(min(a + _BATCH, len(ids)), len(ids))
+    if scheduler:
+        from kpidash.engine.distributed import Cluster, forecast_many, quiet_logs
+
+        quiet_logs()
+        # the same batches as below, all submitted at once (one call when they share candidates)
+        runs = [(0, len(ids), batch_c[0])] if len(set(batch_c)) <= 1 else \
+            [(a, a + step, c) for a, c in zip(range(0, len(ids), step), batch_c, strict=True)]
+        with Cluster.connect(scheduler) as cluster:
+            for a, b, season_c in runs:
+                results += forecast_many(cluster, values[a:b], horizon,
+                                         season_length=season_length, levels=levels,
+                                         bounds=(lower, upper), model=model,
+                                         season_candidates=season_c, batch=step)
+    else:
+        with progress(f"forecasting {len(ids):,} series") as update:
+            for a, season_c in zip(range(0, len(ids), step), batch_c, strict=True):
+                results += run_forecast(values[a:a + step], horizon, season_length=season_length,
+                                        levels=levels, bounds=(lower, upper), n_jobs=jobs,
+                                        model=model, season_candidates=season_c)
+                update(min(a + _BATCH, len(ids)), len(ids))
     frames = []
     for sid, ts, off, res in zip(ids, stamps, offsets, results, strict=True):
         future = _format_ts(pd.Series(_future(ts, off, horizon)))
