@@ -1,6 +1,6 @@
 """Workspace test data: ``fill`` puts rows of one workspace into every table a workspace owns,
 with the same ids in every workspace and values that differ by ``k``; ``raw_snapshot`` reads
-back every row of a workspace straight from the DuckDB catalog."""
+back every row of a workspace straight from the catalog."""
 
 from __future__ import annotations
 
@@ -105,11 +105,13 @@ def fill_state(store: Store, ws: str, k: float) -> None:
 
 
 def catalog(store: Store) -> dict[str, list[str]]:
-    """Table name → column names, from the DuckDB catalog."""
+    """Table name → column names, from the catalog (DuckDB's or PostgreSQL's; the partitions
+    of PostgreSQL's ``points`` are not tables of their own)."""
     con = store._con  # type: ignore[attr-defined]
     rows = con.execute("SELECT table_name, column_name FROM information_schema.columns "
-                       "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position"
-                       ).fetchall()
+                       "WHERE table_schema = current_schema() AND table_name NOT IN ("
+                       "SELECT relname FROM pg_catalog.pg_class WHERE relispartition) "
+                       "ORDER BY table_name, ordinal_position").fetchall()
     out: dict[str, list[str]] = {}
     for t, c in rows:
         out.setdefault(t, []).append(c)

@@ -18,9 +18,9 @@ compact separators), so an export reads the same whether the engine keeps JSON t
 same checksums.
 
 The SQL here runs on DuckDB and, through the adapter of ``store/postgres``, on PostgreSQL;
-what cannot be shared is behind four hooks that ``PostgresWorkspaces`` overrides:
-``_attach``/``_detach`` (make an Arrow table readable by name), ``_count`` (rows a DELETE or
-INSERT changed) and ``_import_errors`` (the engine's error classes).
+what cannot be shared is behind the hooks that ``PostgresWorkspaces`` overrides:
+``_attach``/``_detach`` (make an Arrow table readable by name), ``_import_errors`` (the
+engine's error classes) and ``_lock_workspace`` (serialise imports across processes).
 """
 
 from __future__ import annotations
@@ -263,6 +263,7 @@ class WorkspaceTables:
             raise StoreError(f"table 'workspaces': invalid settings: {exc}") from None
         counts = {n: tbl.num_rows for n, tbl in data.items()}
         with self.transaction():
+            self._lock_workspace(workspace)
             taken = self._holds_rows(workspace)
             if taken:
                 raise Conflict(f"workspace {workspace!r} already holds data (in "
@@ -316,6 +317,10 @@ class WorkspaceTables:
 
     _import_errors: tuple[type[Exception], ...] = (duckdb.Error,)
     """Errors of the engine that mean "these rows do not fit", reported naming the table."""
+
+    def _lock_workspace(self, workspace: str) -> None:
+        """Serialise imports into ``workspace`` until the transaction ends (DuckDB: one
+        process, whose store lock already does)."""
 
     def _attach(self, local: str, tbl: pa.Table, target: str) -> None:
         """Make ``tbl`` readable as ``local`` by the next INSERT into table ``target``."""
