@@ -4,6 +4,10 @@ acknowledgements, silences and notification group states.
 The store is generic here: it keeps JSON documents with a few key columns and never imports
 ``kpidash.core.alerts``. History and acknowledgements are logs (append only, a sequence keeps
 insertion order); rules, instances, silences and groups are upserted by their key.
+
+The SQL runs on DuckDB and, through its adapter, on PostgreSQL: upserts are ``INSERT … ON
+CONFLICT … DO UPDATE``, JSON read from an Arrow table is cast with ``::JSON``, deletions count
+``RETURNING`` rows, and set-based writes go through :meth:`RowWrites._write`.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ import pyarrow as pa
 
 from kpidash.errors import AlertError
 from kpidash.store.duckdb.periods import from_epoch_us
+from kpidash.store.duckdb.rows import RowWrites
 from kpidash.store.duckdb.sql import optional_where
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
 
-class AlertTables:
+class AlertTables(RowWrites):
     """Mixed into DuckDBStore: the methods over alert_rules, alert_instances, alert_history,
     alert_acks, silences and alert_groups."""
 
@@ -45,7 +50,9 @@ class AlertTables:
         with self.transaction():
             for rule in rules:
                 self._rows(
-                    "INSERT OR REPLACE INTO alert_rules VALUES (?, ?, ?, ?)",
+                    "INSERT INTO alert_rules (workspace_id, rule_id, definition, updated_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (workspace_id, rule_id) DO UPDATE SET "
+                    "definition = excluded.definition, updated_at = excluded.updated_at",
                     [workspace, str(rule["id"]), _dumps(rule), now])
 
     def alert_rules(self, workspace: str) -> list[dict[str, Any]]:
@@ -64,9 +71,9 @@ class AlertTables:
                            f"({doomed})", [workspace, workspace, rule_id])
             self._rows("DELETE FROM alert_instances WHERE workspace_id = ? AND rule_id = ?",
                        [workspace, rule_id])
-            row = self._rows("DELETE FROM alert_rules WHERE workspace_id = ? AND rule_id = ?",
-                             [workspace, rule_id])
-        return bool(row and row[0][0])
+            row = self._rows("DELETE FROM alert_rules WHERE workspace_id = ? AND rule_id = ? "
+                             "RETURNING rule_id", [workspace, rule_id])
+        return bool(row)
 
     # -- alert instances (one per fingerprint) ---------------------------------------------
 
@@ -75,9 +82,8 @@ class AlertTables:
         """Insert or replace alert documents by ``fingerprint``."""
         if not docs:
             return
-        # One statement over an Arrow table (DuckDB's replacement scan reads the local by
-        # name): a tick rewriting ~900 alerts took 2.0–2.6 s row by row, 20–50 ms like this.
-        _kp_rows = pa.table({
+        # one statement over an Arrow table (see RowWrites): a tick rewrites ~900 alerts
+        rows = pa.table({
             "fp": [str(d["fingerprint"]) for d in docs],
             "rule_id": [str(d["rule_id"]) for d in docs],
             "kpi_id": [str(d["kpi_id"]) for d in docs],
@@ -85,9 +91,13 @@ class AlertTables:
             "severity": pa.array([_opt_str(d.get("severity")) for d in docs], pa.string()),
             "doc": [_dumps(d) for d in docs]})
         with self.transaction():
-            self._con.execute(
-                "INSERT OR REPLACE INTO alert_instances SELECT ?, fp, rule_id, kpi_id, state, "
-                "severity, doc, ?::TIMESTAMPTZ FROM _kp_rows", [workspace, now]).fetchall()
+            self._write(
+                "INSERT INTO alert_instances (workspace_id, fingerprint, rule_id, kpi_id, state, "
+                "severity, doc, updated_at) SELECT ?, fp, rule_id, kpi_id, state, severity, "
+                "doc::JSON, ?::TIMESTAMPTZ FROM _kp_rows ON CONFLICT (workspace_id, fingerprint) "
+                "DO UPDATE SET rule_id = excluded.rule_id, kpi_id = excluded.kpi_id, "
+                "state = excluded.state, severity = excluded.severity, doc = excluded.doc, "
+                "updated_at = excluded.updated_at", [workspace, now], rows)
 
     def alert_instances(self, workspace: str, *, rule_id: str | None = None,
                         states: Sequence[str] | None = None, fingerprint: str | None = None,
@@ -110,7 +120,7 @@ class AlertTables:
         """Append state transitions; a value that is NaN or infinite is stored as NULL."""
         if not rows:
             return
-        _kp_rows = pa.table({
+        table = pa.table({
             "n": pa.array(range(len(rows)), pa.int64()),
             "fp": pa.array([str(r["fingerprint"]) for r in rows], pa.string()),
             "src": pa.array([_opt_str(r.get("from_state")) for r in rows], pa.string()),
@@ -120,10 +130,11 @@ class AlertTables:
             "value": pa.array([_finite(r.get("value")) for r in rows], pa.float64()),
             "detail": pa.array([_opt_str(r.get("detail")) for r in rows], pa.string())})
         with self.transaction():  # one statement, in the given order (see put_alert_instances)
-            self._con.execute(
-                "INSERT INTO alert_history SELECT nextval('alert_history_seq'), ?, fp, src, dst, "
-                "ts, sev, value, detail FROM (SELECT * FROM _kp_rows ORDER BY n)",
-                [workspace]).fetchall()
+            self._write(
+                "INSERT INTO alert_history (seq, workspace_id, fingerprint, from_state, "
+                "to_state, at_ts, severity, value, detail) SELECT nextval('alert_history_seq'), "
+                "?, fp, src, dst, ts, sev, value, detail FROM (SELECT * FROM _kp_rows ORDER BY n) "
+                "AS r", [workspace], table)
 
     def alert_history(self, workspace: str, fingerprint: str | None = None,
                       since: datetime | None = None, limit: int | None = None,
@@ -136,7 +147,7 @@ class AlertTables:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(max(int(limit), 0))
-        rows = self._rows(f"SELECT * FROM ({sql}) ORDER BY 5, 1", [workspace, *params])
+        rows = self._rows(f"SELECT * FROM ({sql}) AS h ORDER BY 5, 1", [workspace, *params])
         return [{"fingerprint": fp, "from_state": a, "to_state": b, "at": from_epoch_us(at),
                  "severity": sev, "value": math.nan if v is None else float(v), "detail": det}
                 for _, fp, a, b, at, sev, v, det in rows]
@@ -146,7 +157,8 @@ class AlertTables:
     def add_acknowledgement(self, workspace: str, fingerprint: str, by: str, at: datetime,
                             comment: str) -> None:
         """Log that ``by`` acknowledged an alert."""
-        self._rows("INSERT INTO alert_acks VALUES (nextval('alert_ack_seq'), ?, ?, ?, ?, ?)",
+        self._rows("INSERT INTO alert_acks (seq, workspace_id, fingerprint, ack_by, at_ts, "
+                   "comment) VALUES (nextval('alert_ack_seq'), ?, ?, ?, ?, ?)",
                    [workspace, fingerprint, by, at, comment])
 
     def acknowledgements(self, workspace: str, fingerprint: str | None = None,
@@ -171,7 +183,8 @@ class AlertTables:
                                                         ("end", doc["end"]))
                          if isinstance(v, datetime)}}
         self._rows(
-            "INSERT INTO silences VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO silences (workspace_id, silence_id, start_ts, end_ts, doc, created_at, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (workspace_id, silence_id) DO UPDATE SET start_ts = excluded.start_ts, "
             "end_ts = excluded.end_ts, doc = excluded.doc, updated_at = excluded.updated_at",
             [workspace, str(doc["id"]), start, end, _dumps(doc), now, now])
@@ -186,9 +199,9 @@ class AlertTables:
         return [json.loads(r[0]) for r in rows]
 
     def delete_silence(self, workspace: str, silence_id: str) -> bool:
-        row = self._rows("DELETE FROM silences WHERE workspace_id = ? AND silence_id = ?",
-                         [workspace, silence_id])
-        return bool(row and row[0][0])
+        row = self._rows("DELETE FROM silences WHERE workspace_id = ? AND silence_id = ? "
+                         "RETURNING silence_id", [workspace, silence_id])
+        return bool(row)
 
     # -- notification groups ---------------------------------------------------------------
 
@@ -203,15 +216,18 @@ class AlertTables:
         """Insert or replace group states; a None value deletes that group."""
         gone = [k for k, d in groups.items() if d is None]
         kept = [(k, d) for k, d in groups.items() if d is not None]
-        _kp_rows = pa.table({"k": pa.array([k for k, _ in kept], pa.string()),
-                             "doc": pa.array([_dumps(d) for _, d in kept], pa.string())})
+        table = pa.table({"k": pa.array([k for k, _ in kept], pa.string()),
+                          "doc": pa.array([_dumps(d) for _, d in kept], pa.string())})
         with self.transaction():  # set-based, as put_alert_instances
             if gone:
                 self._rows(f"DELETE FROM alert_groups WHERE workspace_id = ? AND group_key IN "
                            f"({', '.join('?' * len(gone))})", [workspace, *gone])
             if kept:
-                self._con.execute("INSERT OR REPLACE INTO alert_groups SELECT ?, k, doc, "
-                                  "?::TIMESTAMPTZ FROM _kp_rows", [workspace, now]).fetchall()
+                self._write(
+                    "INSERT INTO alert_groups (workspace_id, group_key, doc, updated_at) "
+                    "SELECT ?, k, doc::JSON, ?::TIMESTAMPTZ FROM _kp_rows ON CONFLICT "
+                    "(workspace_id, group_key) DO UPDATE SET doc = excluded.doc, "
+                    "updated_at = excluded.updated_at", [workspace, now], table)
 
     # -- freshness -------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 Interactions are a log (append only; a sequence keeps insertion order) with filters kept as
 canonical JSON — sorted dimensions, sorted distinct values — so the same filter set is the
 same text however it was sent. Insight views are one row per (user, insight key), upserted.
-Both writes are one statement over an Arrow table read by DuckDB's replacement scan.
+Both writes are one statement over an Arrow table (:meth:`RowWrites._write`: DuckDB's
+replacement scan, arrays on PostgreSQL); the SQL runs on both engines.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import pyarrow as pa
 
 from kpidash.errors import QueryError
 from kpidash.store.duckdb.periods import from_epoch_us
+from kpidash.store.duckdb.rows import RowWrites
 from kpidash.store.duckdb.sql import optional_where
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
 
-class UsageTables:
+class UsageTables(RowWrites):
     """Mixed into DuckDBStore: the methods over interactions and insight_views."""
 
     _con: duckdb.DuckDBPyConnection
@@ -38,7 +40,7 @@ class UsageTables:
         """Append interactions (user, role, kind, kpi_id, filters, at), in the given order."""
         if not rows:
             return
-        _kp_rows = pa.table({
+        table = pa.table({
             "n": pa.array(range(len(rows)), pa.int64()),
             "user_id": pa.array([_text(r.get("user"), "user") for r in rows], pa.string()),
             "role": pa.array([_opt_str(r.get("role")) for r in rows], pa.string()),
@@ -48,10 +50,11 @@ class UsageTables:
             "at_ts": pa.array([_aware(r.get("at")) for r in rows],
                               pa.timestamp("us", tz="UTC"))})
         with self.transaction():
-            self._con.execute(
-                "INSERT INTO interactions SELECT nextval('interaction_seq'), ?, user_id, role, "
-                "kind, kpi_id, filters, at_ts FROM (SELECT * FROM _kp_rows ORDER BY n)",
-                [workspace]).fetchall()
+            self._write(
+                "INSERT INTO interactions (seq, workspace_id, user_id, role, kind, kpi_id, "
+                "filters, at_ts) SELECT nextval('interaction_seq'), ?, user_id, role, kind, "
+                "kpi_id, filters::JSON, at_ts FROM (SELECT * FROM _kp_rows ORDER BY n) AS r",
+                [workspace], table)
 
     def interactions(self, workspace: str, *, user: str | None = None,
                      since: datetime | None = None, kinds: Sequence[str] | None = None,
@@ -78,13 +81,14 @@ class UsageTables:
         uniq = sorted({str(k) for k in keys})
         if not uniq:
             return
-        _kp_keys = pa.table({"k": pa.array(uniq, pa.string())})
         with self.transaction():
-            self._con.execute(
-                "INSERT INTO insight_views SELECT ?, ?, k, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ, 1 "
-                "FROM _kp_keys ON CONFLICT (workspace_id, user_id, insight_key) DO UPDATE SET "
+            self._write(
+                "INSERT INTO insight_views (workspace_id, user_id, insight_key, first_shown, "
+                "last_shown, times) SELECT ?, ?, k, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ, 1 "
+                "FROM _kp_rows ON CONFLICT (workspace_id, user_id, insight_key) DO UPDATE SET "
                 "last_shown = excluded.last_shown, times = insight_views.times + 1",
-                [workspace, user, _aware(now), _aware(now)]).fetchall()
+                [workspace, user, _aware(now), _aware(now)],
+                pa.table({"k": pa.array(uniq, pa.string())}))
 
     def insight_views(self, workspace: str, user: str) -> dict[str, tuple[int, datetime]]:
         """Insight key → (times shown, last shown) for one user."""
