@@ -10,6 +10,10 @@ A *session* is a family of refresh-token rows. The first row of a family is writ
 replaces. The *current* row of a family is the one nothing was rotated from. Family-wide
 state (``last_seen``, ``revoked_at``) is written to every row of the family, so any row tells
 it; rotated-out rows are kept so that a rotated-out token is recognised when it comes back.
+
+The SQL is shared with the PostgreSQL store (through its DuckDB-like connection adapter),
+except the few dialect hooks on :class:`AccountTables` (JSON list tests on ``shared_with``,
+the unique-violation exception) that ``store/postgres/accounts.py`` overrides.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import duckdb
 
@@ -45,6 +49,15 @@ class AccountTables:
 
     _con: duckdb.DuckDBPyConnection
 
+    # dialect hooks (DuckDB here; PostgreSQL in store/postgres/accounts.py). One ``?`` each:
+    # the user id. Whether a dashboard's shared_with (a JSON list of user ids) holds it …
+    _SHARED_WITH_HAS: ClassVar[str] = "json_contains(shared_with, to_json(?::VARCHAR))"
+    # … and shared_with without it (a JSON list, order kept)
+    _SHARED_WITH_DROP: ClassVar[str] = (
+        "to_json(list_filter(from_json(shared_with, '[\"VARCHAR\"]'), lambda x: x <> ?))")
+    # what the driver raises when a PRIMARY KEY or UNIQUE constraint is violated
+    _UNIQUE_VIOLATION: ClassVar[tuple[type[Exception], ...]] = (duckdb.ConstraintException,)
+
     if TYPE_CHECKING:  # provided by DuckDBStore
         def transaction(self) -> AbstractContextManager[None]: ...
 
@@ -63,10 +76,16 @@ class AccountTables:
             if taken:
                 key = "username" if any(t[1] == user["username"] for t in taken) else "id"
                 raise Conflict(f"user {key} {user[key]!r} is already taken; choose another")
-            self._all("INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
-                _str(user.get("id"), "id"), _str(user.get("username"), "username"),
-                _str(user.get("password_hash"), "password_hash"), _str(user.get("role"), "role"),
-                _dumps(user.get("doc") or {}), created, created, bool(user.get("disabled"))])
+            try:
+                self._all("INSERT INTO users (id, username, password_hash, role, doc, "
+                          "created_at, updated_at, disabled) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
+                    _str(user.get("id"), "id"), _str(user.get("username"), "username"),
+                    _str(user.get("password_hash"), "password_hash"),
+                    _str(user.get("role"), "role"), _dumps(user.get("doc") or {}), created,
+                    created, bool(user.get("disabled"))])
+            except self._UNIQUE_VIOLATION:  # a concurrent insert won the race (PostgreSQL)
+                raise Conflict(f"user id {user['id']!r} or username {user['username']!r} is "
+                               "already taken; choose another") from None
 
     def user(self, user_id: str) -> dict[str, Any] | None:
         """One user by id, or None."""
@@ -98,9 +117,9 @@ class AccountTables:
                 params.append(_dumps(value) if key == "doc" else
                               bool(value) if key == "disabled" else _str(value, key))
         with self.transaction():
-            rows = self._all(f"UPDATE users SET {', '.join(sets)} WHERE id = ?",
+            rows = self._all(f"UPDATE users SET {', '.join(sets)} WHERE id = ? RETURNING id",
                              [*params, user_id])
-        return bool(rows and rows[0][0])
+        return bool(rows)
 
     def delete_user(self, user_id: str) -> bool:
         """Delete a user with their sessions, memberships and the dashboards they own (every
@@ -109,12 +128,10 @@ class AccountTables:
             self._all("DELETE FROM sessions WHERE user_id = ?", [user_id])
             self._all("DELETE FROM memberships WHERE user_id = ?", [user_id])
             self._all("DELETE FROM dashboards WHERE owner_id = ?", [user_id])
-            self._all(
-                "UPDATE dashboards SET shared_with = to_json(list_filter("
-                "from_json(shared_with, '[\"VARCHAR\"]'), lambda x: x <> ?)) "
-                "WHERE json_contains(shared_with, to_json(?::VARCHAR))", [user_id, user_id])
-            rows = self._all("DELETE FROM users WHERE id = ?", [user_id])
-        return bool(rows and rows[0][0])
+            self._all(f"UPDATE dashboards SET shared_with = {self._SHARED_WITH_DROP} "
+                      f"WHERE {self._SHARED_WITH_HAS}", [user_id, user_id])
+            rows = self._all("DELETE FROM users WHERE id = ? RETURNING id", [user_id])
+        return bool(rows)
 
     # -- sessions (families of refresh-token rows) -------------------------------------------
 
@@ -144,7 +161,7 @@ class AccountTables:
                 self._all("INSERT INTO sessions (id, user_id, family_id, refresh_hash, "
                           "created_at, last_seen, expires_at, user_agent, address, rotated_from) "
                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
-            except duckdb.ConstraintException:
+            except self._UNIQUE_VIOLATION:
                 raise Conflict("a session row with this id or refresh hash already exists"
                                ) from None
         return True
@@ -213,7 +230,7 @@ class AccountTables:
             return
         at = _aware(at, "at")
         with self.transaction():
-            self._con.executemany("INSERT INTO login_failures VALUES (?, ?)",
+            self._con.executemany("INSERT INTO login_failures (key, at_ts) VALUES (?, ?)",
                                   [[str(k), at] for k in keys])
 
     def login_failures(self, keys: Sequence[str], since: datetime,
@@ -245,8 +262,8 @@ class AccountTables:
             where += " AND at_ts < ?"
             params.append(_aware(before, "before"))
         with self.transaction():
-            rows = self._all(f"DELETE FROM login_failures WHERE {where}", params)
-        return int(rows[0][0]) if rows else 0
+            rows = self._all(f"DELETE FROM login_failures WHERE {where} RETURNING 1", params)
+        return len(rows)
 
     # -- dashboards (per workspace) ------------------------------------------------------------
 
@@ -259,7 +276,12 @@ class AccountTables:
                   _aware(doc.get("created_at"), "created_at"),
                   _aware(doc.get("updated_at"), "updated_at")]
         with self.transaction():
-            self._all("INSERT OR REPLACE INTO dashboards VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
+            self._all("INSERT INTO dashboards (workspace_id, id, owner_id, name, spec, "
+                      "shared_with, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                      "ON CONFLICT (workspace_id, id) DO UPDATE SET owner_id = excluded.owner_id, "
+                      "name = excluded.name, spec = excluded.spec, "
+                      "shared_with = excluded.shared_with, created_at = excluded.created_at, "
+                      "updated_at = excluded.updated_at", values)
 
     def dashboard(self, workspace: str, dashboard_id: str) -> dict[str, Any] | None:
         """One dashboard by id, or None."""
@@ -274,16 +296,16 @@ class AccountTables:
         sql = f"SELECT {_DASH_COLS} FROM dashboards WHERE workspace_id = ?"
         params: list[Any] = [workspace]
         if visible_to is not None:
-            sql += " AND (owner_id = ? OR json_contains(shared_with, to_json(?::VARCHAR)))"
+            sql += f" AND (owner_id = ? OR {self._SHARED_WITH_HAS})"
             params += [visible_to, visible_to]
         return [_dashboard(r) for r in self._all(sql + " ORDER BY name, id", params)]
 
     def delete_dashboard(self, workspace: str, dashboard_id: str) -> bool:
         """Delete a dashboard; True if it existed."""
         with self.transaction():
-            rows = self._all("DELETE FROM dashboards WHERE workspace_id = ? AND id = ?",
-                             [workspace, dashboard_id])
-        return bool(rows and rows[0][0])
+            rows = self._all("DELETE FROM dashboards WHERE workspace_id = ? AND id = ? "
+                             "RETURNING id", [workspace, dashboard_id])
+        return bool(rows)
 
 
 def _user(r: Sequence[Any]) -> dict[str, Any]:

@@ -7,13 +7,15 @@ A token row names its workspace; ``ingest_token_by_hash`` is the one lookup acro
 workspaces, since a secret is all a client presents. Rows are kept after revocation (for the
 record), deleted with their workspace (``delete_workspace``, see ``MEMBER_TABLES``) and never
 exported: an archive imported into another server must not carry working credentials.
+The SQL is shared with the PostgreSQL store; only the unique-violation exception is a
+dialect hook (overridden in store/postgres/accounts.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import duckdb
 
@@ -31,6 +33,8 @@ class IngestTokenTables:
     """Mixed into DuckDBStore: the methods over ingest_tokens."""
 
     _con: duckdb.DuckDBPyConnection
+    # dialect hook: what the driver raises when a PRIMARY KEY or UNIQUE constraint is violated
+    _UNIQUE_VIOLATION: ClassVar[tuple[type[Exception], ...]] = (duckdb.ConstraintException,)
 
     if TYPE_CHECKING:  # provided by DuckDBStore
         def transaction(self) -> AbstractContextManager[None]: ...
@@ -47,11 +51,16 @@ class IngestTokenTables:
                   _aware(row.get("created_at"), "created_at"),
                   _aware(row.get("expires_at"), "expires_at", optional=True)]
         with self.transaction():
+            conflict = Conflict(f"ingest token {values[1]!r} (or its secret) already exists")
             if self._it("SELECT 1 FROM ingest_tokens WHERE (workspace_id = ? AND id = ?) "
                         "OR token_hash = ?", [values[0], values[1], values[3]]):
-                raise Conflict(f"ingest token {values[1]!r} (or its secret) already exists")
-            self._it("INSERT INTO ingest_tokens (workspace_id, id, name, token_hash, created_by, "
-                     "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)", values)
+                raise conflict
+            try:
+                self._it("INSERT INTO ingest_tokens (workspace_id, id, name, token_hash, "
+                         "created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         values)
+            except self._UNIQUE_VIOLATION:  # a concurrent insert won the race (PostgreSQL)
+                raise conflict from None
 
     def ingest_tokens(self, workspace: str) -> list[dict[str, Any]]:
         """The tokens of a workspace, revoked ones included, by creation time then id; no

@@ -3,7 +3,8 @@
 The store keeps rows only: it does not check that the user or the workspace exists, nor that
 the role is one the accounts service knows (it never imports ``kpidash.auth``). Memberships
 are deleted with their workspace (``delete_workspace``) and with their user
-(``delete_user``), and never exported: users are global to a server.
+(``delete_user``), and never exported: users are global to a server. The SQL is shared with
+the PostgreSQL store.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ class MembershipTables:
     def delete_membership(self, workspace: str, user_id: str) -> bool:
         """Remove a user from a workspace; True if they were a member."""
         with self.transaction():
-            rows = self._m("DELETE FROM memberships WHERE workspace_id = ? AND user_id = ?",
-                           [workspace, user_id])
-        return bool(rows and rows[0][0])
+            rows = self._m("DELETE FROM memberships WHERE workspace_id = ? AND user_id = ? "
+                           "RETURNING user_id", [workspace, user_id])
+        return bool(rows)
 
     def memberships(self, workspace: str) -> list[dict[str, Any]]:
         """The members of a workspace (user_id, role, created_at), by user id."""
