@@ -24,28 +24,7 @@ NOW = datetime(2024, 3, 1, tzinfo=UTC)
 # parameters → the method(s) not ported yet.
 # They run as xfail(strict=True) on the "postgres" param: remove a line when it passes.
 PG_PENDING: dict[str, str] = {
-    "store/test_alerts_contract.py::test_last_seen_per_kpi_and_per_dimension": "write_points",
-    "store/test_contract.py::test_aggregations": "write_points",
-    "store/test_contract.py::test_corrections_keep_raw_values_and_revert": "write_points",
-    "store/test_contract.py::test_day_grain_follows_time_zone": "write_points",
-    "store/test_contract.py::test_filters_and_group_by": "write_points",
-    "store/test_contract.py::test_last_duplicate_within_a_batch_wins": "write_points",
-    "store/test_contract.py::test_last_stays_exact_when_series_spacing_changes": "write_points",
-    "store/test_contract.py::test_mixed_aggregations_in_one_call_do_not_leak": "write_points",
-    "store/test_contract.py::test_period_keys_match_the_calendar_in_every_zone": "write_points",
-    "store/test_contract.py::test_read_points_keeps_raw_value_of_corrections": "write_points",
-    "store/test_contract.py::test_resent_points_replace_instead_of_duplicating": "write_points",
-    "store/test_contract.py::test_sums_are_exact_and_the_same_every_run": "write_points",
-    "store/test_contract.py::test_time_range": "time_range",
-    "store/test_contract.py::test_transaction_rolls_back_everything": "write_points",
-    "store/test_contract.py::test_workspaces_are_isolated": "write_points",
-    "store/test_isolation_contract.py::test_a_battery_of_writes_leaves_the_other_workspace_unchanged": "write_points",  # noqa: E501
-    "store/test_isolation_contract.py::test_a_write_to_one_workspace_leaves_the_other_unchanged": "write_points",  # noqa: E501
-    "store/test_memberships.py::test_memberships_are_not_exported_and_do_not_block_an_import": "write_points",
     "store/test_usage_contract.py::test_filters_are_stored_canonically": "record_interactions (JSON text)",
-    "store/test_workspaces.py::test_delete_is_all_or_nothing": "write_points",
-    "store/test_workspaces.py::test_delete_leaves_other_workspaces_byte_for_byte": "write_points",
-    "store/test_workspaces.py::test_delete_removes_every_row_of_the_workspace": "write_points",
 }
 
 

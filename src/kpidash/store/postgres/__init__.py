@@ -43,6 +43,7 @@ from kpidash.store.duckdb.workspaces import WorkspaceTables
 from kpidash.store.postgres.accounts import PostgresAccountsDialect
 from kpidash.store.postgres.alerts import PostgresAlertsDialect
 from kpidash.store.postgres.connection import PgConnection, configure
+from kpidash.store.postgres.points import PgPoints
 from kpidash.store.postgres.schema import (
     MIGRATION_LOCK,
     MIGRATIONS,
@@ -57,7 +58,7 @@ from kpidash.store.postgres.workspaces import PostgresWorkspaces
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore"]
 
 
-class PostgresStore(PostgresWorkspaces,
+class PostgresStore(PgPoints, PostgresWorkspaces,
                     PostgresAccountsDialect, PostgresAlertsDialect, AuditTables, OutboxTable,
                     AlertTables, UsageTables, AccountTables, MembershipTables, IngestTokenTables,
                     WorkspaceTables):
@@ -83,6 +84,7 @@ class PostgresStore(PostgresWorkspaces,
         try:
             self._check_server()
             self._migrate()
+            self._init_points()
         except BaseException:
             pool.close()
             raise
