@@ -8,7 +8,10 @@ Writing a batch, in one transaction:
    (``ON CONFLICT DO NOTHING``: a concurrent writer creating the same series wins and its id
    is read back);
 3. the monthly partitions the batch needs are created (not with a TimescaleDB hypertable,
-   which makes its own chunks);
+   which makes its own chunks). Attaching a partition locks ``points_default`` until the
+   transaction ends, blocking readers of ``points``: outside a caller's transaction they are
+   created in a short transaction of their own first; inside one (an all-or-nothing upload
+   reaching a new month), readers wait for that transaction;
 4. the batch is written as CSV by Arrow and COPYed into a temporary table (timestamps as
    epoch µs, floats in their shortest round-trip form, so nothing is rounded), then
    an UPDATE of the stored points with the batch's keys counts the replaced ones (PostgreSQL
@@ -80,14 +83,20 @@ class PgPoints:
     def write_points(self, workspace: str, batch: CleanBatch, now: datetime) -> WriteStats:
         if len(batch) == 0:
             return WriteStats(0, 0, 0)
+        ts = np.asarray(pc.cast(batch.ts, pa.int64()).to_numpy(zero_copy_only=False),
+                        dtype=np.int64)
+        if not self._hypertable and not self._con.in_transaction:
+            # Creating a partition locks points_default (ATTACH scans it) until the
+            # transaction ends, which blocks every reader of points: done in a transaction
+            # of its own when it can be. A write that then fails leaves an empty partition.
+            with self._con.transaction(), self._con.connection() as con:
+                self._ensure_months(con, ts)
         with self._con.transaction(), self._con.connection() as con:
             keys_enc = pc.dictionary_encode(batch.series_key)
             uniq = keys_enc.dictionary
             codes = np.asarray(keys_enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
             ids, new_series = self._resolve_series(con, workspace, uniq)
             sid = ids[codes]
-            ts = np.asarray(pc.cast(batch.ts, pa.int64()).to_numpy(zero_copy_only=False),
-                            dtype=np.int64)
             # last occurrence of a (series, ts) key wins; rows end sorted by (series, ts)
             order = np.argsort(ts, kind="stable")
             order = order[np.argsort(sid[order], kind="stable")]
@@ -95,7 +104,7 @@ class PgPoints:
             last = np.ones(len(order), dtype=bool)
             last[:-1] = (s_sorted[1:] != s_sorted[:-1]) | (t_sorted[1:] != t_sorted[:-1])
             keep = order[last]
-            if not self._hypertable:
+            if not self._hypertable:  # inside a caller's transaction: created in it
                 self._ensure_months(con, ts[keep])
             tbl = pa.table({
                 "series_id": pa.array(sid[keep]),
