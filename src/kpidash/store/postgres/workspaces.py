@@ -8,7 +8,10 @@ column takes the type of the target table's column of the same name (``jsonb`` a
 ``text`` in an ``INSERT … SELECT``), the others their Arrow type. They are created ``ON COMMIT
 DROP`` inside the import's transaction, so a failed import leaves neither rows nor tables.
 Points of months that have no partition yet get one first (see ``schema.ensure_partitions``)
-rather than landing in ``points_default``.
+rather than landing in ``points_default``; outside a caller's transaction in a short
+transaction of its own before the import's (attaching a partition locks ``points_default``,
+which blocks every reader of points, until its transaction ends; an import that then fails
+leaves empty partitions, as a failed write does).
 
 Several processes share one server, so two guards DuckDB does not need: an export reads
 every table in one REPEATABLE READ snapshot (a write committed meanwhile is in every table or
@@ -18,7 +21,8 @@ imports of the same id cannot both find it empty.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -54,6 +58,21 @@ class PostgresWorkspaces(WorkspaceTables):
             tables = list(super().export_workspace(workspace))
         yield from tables
 
+    def import_workspace(self, workspace: str, tables: Mapping[str, pa.Table],
+                         now: datetime) -> dict[str, int]:
+        """As DuckDB's; the months of the points get their partitions first."""
+        points = tables.get("points")
+        if (points is not None and points.num_rows and "ts" in points.column_names
+                and not self._con.in_transaction):
+            try:
+                ts = pc.cast(points["ts"], pa.timestamp("us", tz="UTC"))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                pass  # the import refuses the table, naming it
+            else:
+                with self._con.transaction(), self._con.connection() as con:
+                    self._partition_months(con, ts)
+        return super().import_workspace(workspace, tables, now)
+
     def _lock_workspace(self, workspace: str) -> None:
         self._q("SELECT pg_advisory_xact_lock(?, hashtext(?))", [_IMPORT_LOCK, workspace])
 
@@ -87,6 +106,6 @@ class PostgresWorkspaces(WorkspaceTables):
         """Create the monthly partitions of ``points`` that rows at ``ts`` fall in."""
         if is_hypertable(con):  # TimescaleDB makes its own chunks
             return
-        months = pc.unique(pc.floor_temporal(pc.cast(ts, pa.timestamp("us", tz="UTC")),
-                                             unit="month")).to_pylist()
+        months = pc.unique(pc.floor_temporal(pc.drop_null(
+            pc.cast(ts, pa.timestamp("us", tz="UTC"))), unit="month")).to_pylist()
         ensure_partitions(con, sorted(months), set())
