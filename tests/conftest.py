@@ -15,7 +15,7 @@ from kpidash.engine import Engine
 from kpidash.packs import load_pack
 from kpidash.store import open_store
 from kpidash.store.base import Store
-from pgserver import PgServer
+from pgserver import DatabasePool, PgServer
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
 
@@ -76,13 +76,20 @@ def pg_template(pg_server: PgServer | str) -> Iterator[str]:
     pg_server.drop_database(name)
 
 
-@pytest.fixture
-def pg_database(pg_server: PgServer | str, pg_template: str) -> Iterator[str]:
-    """The URL of a fresh, migrated PostgreSQL database, dropped after the test."""
+@pytest.fixture(scope="session")
+def pg_databases(pg_server: PgServer | str, pg_template: str) -> Iterator[DatabasePool]:
     assert isinstance(pg_server, PgServer)
-    name = pg_server.new_name()
-    yield pg_server.create_database(name, template=pg_template)
-    pg_server.drop_database(name)
+    pool = DatabasePool(pg_server, pg_template)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def pg_database(pg_server: PgServer, pg_databases: DatabasePool) -> Iterator[str]:
+    """The URL of a fresh (empty, migrated) PostgreSQL database for one test."""
+    name = pg_databases.take()
+    yield pg_server.url(name)
+    pg_databases.give_back(name)
 
 
 @pytest.fixture(params=["memory", "file", "postgres"])

@@ -179,3 +179,77 @@ class PgServer:
         with self.admin() as con:
             con.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(name)))
+
+
+class DatabasePool:
+    """Fresh databases copied from a migrated template, recycled for speed.
+
+    ``CREATE DATABASE … TEMPLATE`` costs ~0.4 s; a database given back is emptied instead
+    (partitions of points dropped, every table but ``kpidash_schema`` truncated, sequences
+    restarted) and handed out again — but only if its catalog still matches the template's
+    (tables, columns, defaults, functions, applied versions); otherwise it is dropped.
+    """
+
+    def __init__(self, server: PgServer, template: str) -> None:
+        self.server, self.template = server, template
+        self._free: list[str] = []
+        with psycopg.connect(server.url(template), autocommit=True) as con:
+            self._fingerprint = _fingerprint(con)
+
+    def take(self) -> str:
+        """The name of an empty, migrated database for one test."""
+        if self._free:
+            return self._free.pop()
+        name = self.server.new_name()
+        self.server.create_database(name, template=self.template)
+        return name
+
+    def give_back(self, name: str) -> None:
+        try:
+            with psycopg.connect(self.server.url(name), autocommit=True) as con:
+                con.execute("SET lock_timeout = '2s'")
+                with con.transaction():
+                    _empty(con)
+                reusable = _fingerprint(con) == self._fingerprint
+        except psycopg.Error:
+            reusable = False
+        if reusable:
+            self._free.append(name)
+        else:
+            self.server.drop_database(name)
+
+    def close(self) -> None:
+        while self._free:
+            self.server.drop_database(self._free.pop())
+
+
+def _empty(con: psycopg.Connection[tuple[object, ...]]) -> None:
+    def names(query: str) -> list[str]:
+        return [str(r[0]) for r in con.execute(query).fetchall()]
+
+    for part in names("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = "
+                      "i.inhrelid WHERE i.inhparent = to_regclass('points') "
+                      "AND c.relname <> 'points_default'"):
+        con.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(part)))
+    tables = names("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                   "AND tablename <> 'kpidash_schema'")
+    if tables:
+        con.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
+            sql.SQL(", ").join(sql.Identifier(t) for t in tables)))
+    for seq in names("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'"):
+        con.execute(sql.SQL("ALTER SEQUENCE {} RESTART").format(sql.Identifier(seq)))
+
+
+def _fingerprint(con: psycopg.Connection[tuple[object, ...]]) -> tuple[object, ...]:
+    """What a test could have changed in a database's schema (not its rows)."""
+    queries = [
+        "SELECT string_agg(relname || ':' || relkind::text, ',' ORDER BY relname) FROM pg_class "
+        "WHERE relnamespace = 'public'::regnamespace",
+        "SELECT string_agg(table_name || '.' || column_name || ':' || data_type || ':' || "
+        "is_nullable || ':' || coalesce(column_default, ''), ',' ORDER BY table_name, "
+        "ordinal_position) FROM information_schema.columns WHERE table_schema = 'public'",
+        "SELECT string_agg(proname || ':' || md5(coalesce(prosrc, '')), ',' ORDER BY proname) "
+        "FROM pg_proc WHERE pronamespace = 'public'::regnamespace",
+        "SELECT string_agg(version::text, ',' ORDER BY version) FROM kpidash_schema",
+    ]
+    return tuple(con.execute(q).fetchone() for q in queries)
