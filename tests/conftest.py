@@ -23,10 +23,7 @@ NOW = datetime(2024, 3, 1, tzinfo=UTC)
 # "path::test" (path under tests/; every postgres case of it) or such a node id with its
 # parameters → the method(s) not ported yet.
 # They run as xfail(strict=True) on the "postgres" param: remove a line when it passes.
-PG_PENDING: dict[str, str] = {
-    "store/test_usage_contract.py::test_filters_are_stored_canonically":
-        "the canonical filters text (interactions.filters is jsonb, which re-spaces it; json keeps it)",
-}
+PG_PENDING: dict[str, str] = {}
 
 
 @pytest.fixture

@@ -123,7 +123,7 @@ TABLES: list[str] = [
     "CREATE SEQUENCE interaction_seq START 1",
     """CREATE TABLE interactions (seq bigint NOT NULL, workspace_id text NOT NULL,
            user_id text NOT NULL, role text, kind text NOT NULL, kpi_id text,
-           filters jsonb NOT NULL, at_ts timestamptz NOT NULL)""",
+           filters json NOT NULL, at_ts timestamptz NOT NULL)""",
     "CREATE INDEX interactions_ws ON interactions (workspace_id, seq)",
     """CREATE TABLE insight_views (workspace_id text NOT NULL, user_id text NOT NULL,
            insight_key text NOT NULL, first_shown timestamptz NOT NULL,
