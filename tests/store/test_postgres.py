@@ -308,3 +308,13 @@ def test_all_aggregations_in_one_call_equal_one_by_one(
                              "region")[spec.kpi_id]
         assert together[spec.kpi_id].values.tolist() == alone.values.tolist()
         assert together[spec.kpi_id].keys.tolist() == alone.keys.tolist()
+
+
+def test_a_wrong_database_is_one_clear_error_at_once(pg_database: str) -> None:
+    from kpidash.errors import StoreError
+
+    url = pg_database.rsplit("/", 1)[0] + "/no_such_database"
+    with pytest.raises(StoreError, match=r"no_such_database.*does not exist") as exc:
+        PostgresStore(url, timeout=30)
+    assert "\n" not in str(exc.value)
+    del exc  # no traceback cycle holding the pool until exit

@@ -70,6 +70,14 @@ class PostgresStore(PgPoints, PostgresWorkspaces,
                  timeout: float = 30.0) -> None:
         self.url = url
         conninfo = "postgresql:" + url.split(":", 1)[1] if url.startswith("postgres:") else url
+        # one direct connection first: a wrong URL, password or database name is reported at
+        # once with the server's reason (the pool would retry quietly until its timeout)
+        try:
+            psycopg.connect(conninfo, connect_timeout=max(1, round(timeout))).close()
+        except psycopg.Error as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise StoreError(f"cannot connect to PostgreSQL at {_redact(url)}: {reason}"
+                             ) from None
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             conninfo, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
             kwargs={"autocommit": True}, configure=configure,
