@@ -166,7 +166,8 @@ WRITES: dict[str, Write] = {
 GLOBAL = {"close", "transaction", "schema_version", "workspaces", "add_user", "user",
           "user_by_name", "users", "update_user", "delete_user", "add_session", "session_row",
           "session", "sessions", "touch_session", "revoke_sessions", "add_login_failures",
-          "login_failures", "clear_login_failures", "user_memberships", "ingest_token_by_hash"}
+          "login_failures", "clear_login_failures", "user_memberships", "ingest_token_by_hash",
+          "export_global", "import_global"}
 
 
 def protocol_methods() -> set[str]:

@@ -22,6 +22,7 @@ from kpidash.cli import (
     forecast,
     insights,
     kpis,
+    migrate,
     quality,
     serve,
     trends,
@@ -114,6 +115,7 @@ detect.register(app)
 forecast.register(app)
 insights.register(app)
 serve.register(app)
+migrate.register(app)
 
 
 if __name__ == "__main__":

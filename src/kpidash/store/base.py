@@ -82,6 +82,17 @@ class Store(Protocol):
         """Load exported tables into a new or empty workspace, all or nothing; rows per table."""
         ...
 
+    def export_global(self) -> Iterator[tuple[str, pa.Table]]:
+        """(table name, every row, ids kept) of each server-wide table: workspace records,
+        users, sessions, login failures, memberships, ingest tokens (with password and token
+        hashes: for copying a whole store, ``kpidash migrate``, never for an archive)."""
+        ...
+
+    def import_global(self, tables: Mapping[str, pa.Table]) -> dict[str, int]:
+        """Load tables of ``export_global``, ids kept, all or nothing; workspace records are
+        created or overwritten, the other tables must be empty (Conflict); rows per table."""
+        ...
+
     def put_kpis(self, workspace: str, definitions: Sequence[Mapping[str, Any]],
                  now: datetime) -> None:
         """Insert or replace KPI definitions (JSON-able mappings with an ``id``)."""
@@ -380,10 +391,12 @@ class Store(Protocol):
 
 
 def open_store(url: str, **options: Any) -> Store:
-    """Open a store by URL: ``duckdb:PATH``, ``duckdb::memory:``, a bare path or ``:memory:``."""
+    """Open a store by URL: ``duckdb:PATH``, ``duckdb::memory:``, a bare path or ``:memory:``;
+    ``postgresql://user:password@host:port/database`` (or ``postgres://``) for PostgreSQL."""
     if url.startswith(("postgresql:", "postgres:")):
-        raise ConfigError("the PostgreSQL store is not available in this version; use a DuckDB "
-                          "path such as ./kpidash.duckdb")
+        from kpidash.store.postgres import PostgresStore
+
+        return PostgresStore(url, **options)
     path = url.removeprefix("duckdb:")
     if not path:
         raise ConfigError("empty store URL; use a path such as ./kpidash.duckdb or :memory:")

@@ -44,6 +44,7 @@ from kpidash.core.workspace import (
 )
 from kpidash.errors import Conflict, NotFound, StoreError
 from kpidash.store.duckdb.periods import from_epoch_us
+from kpidash.store.duckdb.server_tables import ServerTables
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -104,8 +105,9 @@ _SERIES_EXPORT = {
 _WORKSPACE_SCHEMA = pa.schema([("name", pa.string()), ("settings", pa.string())])
 
 
-class WorkspaceTables:
-    """Mixed into DuckDBStore: workspace records, delete, export and import."""
+class WorkspaceTables(ServerTables):
+    """Mixed into DuckDBStore: workspace records, delete, export and import (and, from
+    ServerTables, the server-wide tables' export_global/import_global)."""
 
     _con: duckdb.DuckDBPyConnection
 
