@@ -318,3 +318,15 @@ def test_a_wrong_database_is_one_clear_error_at_once(pg_database: str) -> None:
         PostgresStore(url, timeout=30)
     assert "\n" not in str(exc.value)
     del exc  # no traceback cycle holding the pool until exit
+
+
+def test_a_bulk_load_leaves_the_planner_statistics(pg: PostgresStore) -> None:
+    """After a load that creates partitions, points has statistics (ANALYZE ran): the
+    planner no longer guesses one row everywhere."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    times = [start + timedelta(hours=h) for h in range(24 * 60)]
+    pg.write_points("default", batch(times, [float(i) for i in range(len(times))]),
+                    datetime(2024, 3, 1, tzinfo=UTC))
+    (analyzed,) = pg._con.execute(
+        "SELECT count(*) FROM pg_stats WHERE tablename = 'points'").fetchone()
+    assert analyzed > 0

@@ -68,15 +68,42 @@ _GRAIN_FIELD = {Grain.MINUTE: "minute", Grain.HOUR: "hour", Grain.DAY: "day",
                 Grain.YEAR: "year"}
 
 
+ANALYZE_AFTER = 100_000  # points written before statistics are refreshed (see below)
+BIG_BATCH = 100_000  # rows from which the write transaction gets more work_mem
+# measured with benchmarks/ingest.py (--postgres): the upsert of 1M points took 7.1 s with
+# the default 4MB, 6.35 s with 256MB (its sort no longer spills to disk)
+BIG_BATCH_WORK_MEM = "256MB"
+
+
 class PgPoints:
     """Points methods of PostgresStore (mixed in; uses ``_con`` and ``transaction``)."""
 
     _con: PgConnection
     _hypertable: bool
+    _unanalyzed: int
+    _analyzed: int
 
     def _init_points(self) -> None:
         with self._con.connection() as con:
             self._hypertable = is_hypertable(con)
+        self._unanalyzed = 0  # points written by this store since its last ANALYZE
+        self._analyzed = 0  # points written by this store up to its last ANALYZE
+
+    def _analyze_if_due(self, written: int, created: bool) -> None:
+        """ANALYZE ``points`` after a bulk load: autovacuum analyses new partitions in time
+        but never the partitioned parent, and without statistics the planner expects one row
+        everywhere. Measured with benchmarks/query.py (--postgres, 1M points right after the
+        ingest): one dashboard refresh took ~1.7 s, ~0.3 s after ANALYZE. Due when this store
+        created a partition or wrote 100,000 points and a tenth of what it wrote before since
+        the last one (so a steady trickle costs nothing and a big load a few analyses)."""
+        self._unanalyzed += written
+        if not (created or self._unanalyzed >= max(ANALYZE_AFTER, self._analyzed // 10)):
+            return
+        if self._con.in_transaction:  # a caller's transaction: left to the next write
+            return
+        self._con.execute("ANALYZE points")
+        self._analyzed += self._unanalyzed
+        self._unanalyzed = 0
 
     # -- write -----------------------------------------------------------------------------
 
@@ -90,8 +117,12 @@ class PgPoints:
             # transaction ends, which blocks every reader of points: done in a transaction
             # of its own when it can be. A write that then fails leaves an empty partition.
             with self._con.transaction(), self._con.connection() as con:
-                self._ensure_months(con, ts)
+                created = self._ensure_months(con, ts)
+        else:
+            created = False
         with self._con.transaction(), self._con.connection() as con:
+            if len(batch) >= BIG_BATCH:  # the upsert's sort and hash fit in memory
+                con.execute(f"SET LOCAL work_mem = '{BIG_BATCH_WORK_MEM}'")
             keys_enc = pc.dictionary_encode(batch.series_key)
             uniq = keys_enc.dictionary
             codes = np.asarray(keys_enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
@@ -105,7 +136,7 @@ class PgPoints:
             last[:-1] = (s_sorted[1:] != s_sorted[:-1]) | (t_sorted[1:] != t_sorted[:-1])
             keep = order[last]
             if not self._hypertable:  # inside a caller's transaction: created in it
-                self._ensure_months(con, ts[keep])
+                created = self._ensure_months(con, ts[keep]) or created
             tbl = pa.table({
                 "series_id": pa.array(sid[keep]),
                 "us": pa.array(ts[keep]),
@@ -141,16 +172,17 @@ class PgPoints:
                 "correction_reason = excluded.correction_reason", [now])
             con.execute("DROP TABLE _kp_points")
             self._update_spacing(con, sid[keep], ts[keep])
+        self._analyze_if_due(tbl.num_rows, created)
         return WriteStats(written=tbl.num_rows, replaced=replaced, new_series=new_series)
 
-    def _ensure_months(self, con: psycopg.Connection[Any], us: np.ndarray[Any, Any]) -> None:
-        """Create the monthly partitions holding these epoch-µs instants. The catalog is
-        asked each time rather than cached: a partition created in a transaction that
-        rolls back is gone again."""
+    def _ensure_months(self, con: psycopg.Connection[Any], us: np.ndarray[Any, Any]) -> bool:
+        """Create the monthly partitions holding these epoch-µs instants; whether any was
+        created. The catalog is asked each time rather than cached: a partition created in
+        a transaction that rolls back is gone again."""
         months = np.unique(us.astype("datetime64[us]").astype("datetime64[M]"))
         starts = [month_start(from_epoch_us(int(m.astype("datetime64[us]").astype(np.int64))))
                   for m in months]
-        ensure_partitions(con, starts, existing_partitions(con))
+        return bool(ensure_partitions(con, starts, existing_partitions(con)))
 
     def _resolve_series(self, con: psycopg.Connection[Any], workspace: str, uniq: pa.Array,
                         ) -> tuple[np.ndarray[Any, Any], int]:
