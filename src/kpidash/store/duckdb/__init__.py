@@ -21,7 +21,6 @@ sorted by (series_id, ts) so DuckDB's per-row-group min/max indexes prune scans 
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -42,9 +41,15 @@ from kpidash.store.duckdb.accounts import AccountTables
 from kpidash.store.duckdb.alerts import AlertTables
 from kpidash.store.duckdb.audit import AuditTables
 from kpidash.store.duckdb.ingest_tokens import IngestTokenTables
+from kpidash.store.duckdb.kpis import KpiTables
 from kpidash.store.duckdb.memberships import MembershipTables
 from kpidash.store.duckdb.outbox import OutboxTable
-from kpidash.store.duckdb.periods import bucket_sql, from_epoch_us, longest_period_us
+from kpidash.store.duckdb.periods import (
+    batch_spacing,
+    bucket_sql,
+    from_epoch_us,
+    longest_period_us,
+)
 from kpidash.store.duckdb.schema import MIGRATIONS, SCHEMA_VERSION
 from kpidash.store.duckdb.sql import optional_where, time_range_sql
 from kpidash.store.duckdb.usage import UsageTables
@@ -54,7 +59,7 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "DuckDBStore"]
 
 
 class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables, AccountTables,
-                  MembershipTables, IngestTokenTables, WorkspaceTables):
+                  MembershipTables, IngestTokenTables, WorkspaceTables, KpiTables):
     """A Store on one DuckDB database file (or ``:memory:``)."""
 
     def __init__(self, path: str = ":memory:", *, memory_limit: str | None = None,
@@ -125,42 +130,6 @@ class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables, AccountTab
             self._depth = 0
             self._run("COMMIT")
 
-    # -- workspaces and KPI definitions ----------------------------------------------------
-
-    def ensure_workspace(self, workspace: str, name: str | None = None) -> None:
-        self._run(
-            "INSERT INTO workspaces (id, name, created_at, updated_at) VALUES (?, ?, now(), now()) "
-            "ON CONFLICT DO NOTHING", [workspace, name or workspace])
-
-    def put_kpis(self, workspace: str, definitions: Sequence[Mapping[str, Any]],
-                 now: datetime) -> None:
-        with self.transaction():
-            self.ensure_workspace(workspace)
-            for d in definitions:
-                self._run(
-                    "INSERT OR REPLACE INTO kpis VALUES (?, ?, ?, ?)",
-                    [workspace, d["id"], json.dumps(dict(d), sort_keys=True), now])
-
-    def delete_kpi(self, workspace: str, kpi_id: str, purge: bool = False) -> bool:
-        with self.transaction():
-            found = self._con.execute(
-                "DELETE FROM kpis WHERE workspace_id = ? AND kpi_id = ? RETURNING kpi_id",
-                [workspace, kpi_id]).fetchall()
-            if purge:
-                ids = "SELECT series_id FROM series WHERE workspace_id = ? AND kpi_id = ?"
-                for table in ("points", "series_dims"):
-                    self._run(f"DELETE FROM {table} WHERE series_id IN ({ids})",
-                              [workspace, kpi_id])
-                self._run("DELETE FROM series WHERE workspace_id = ? AND kpi_id = ?",
-                          [workspace, kpi_id])
-        return bool(found)
-
-    def get_kpis(self, workspace: str) -> list[dict[str, Any]]:
-        rows = self._con.execute(
-            "SELECT definition FROM kpis WHERE workspace_id = ? ORDER BY rowid",
-            [workspace]).fetchall()
-        return [json.loads(r[0]) for r in rows]
-
     # -- points ----------------------------------------------------------------------------
 
     def write_points(self, workspace: str, batch: CleanBatch, now: datetime) -> WriteStats:
@@ -224,14 +193,7 @@ class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables, AccountTab
         timestamp (backfill, re-send) is recomputed from its stored points.
         """
         con = self._con
-        starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
-        ends = np.r_[starts[1:], len(sid)]
-        diffs = np.diff(ts).astype(np.float64)
-        diffs[sid[1:] != sid[:-1]] = np.inf
-        gap = np.full(len(starts), np.inf)
-        multi = ends - starts > 1
-        if multi.any():
-            gap[multi] = np.minimum.reduceat(diffs, starts[multi])
+        starts, ends, gap = batch_spacing(sid, ts)
         _kp_stats = pa.table({
             "series_id": pa.array(sid[starts]), "first_us": pa.array(ts[starts]),
             "last_us": pa.array(ts[ends - 1]),

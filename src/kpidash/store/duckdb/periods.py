@@ -118,3 +118,19 @@ def epoch_us(t: datetime) -> int:
 
 def from_epoch_us(us: int) -> datetime:
     return datetime.fromtimestamp(0, UTC) + timedelta(microseconds=int(us))
+
+
+def batch_spacing(sid: np.ndarray[Any, Any], ts: np.ndarray[Any, Any],
+                  ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Per series of a batch sorted by (series, ts) (``ts`` in epoch µs): the index of its
+    first row, the index after its last, and the smallest gap between two of its points (inf
+    with one point) — what both stores' write paths need to keep series.min_gap_us exact."""
+    starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
+    ends = np.r_[starts[1:], len(sid)]
+    diffs = np.diff(ts).astype(np.float64)
+    diffs[sid[1:] != sid[:-1]] = np.inf
+    gap = np.full(len(starts), np.inf)
+    multi = ends - starts > 1
+    if multi.any():
+        gap[multi] = np.minimum.reduceat(diffs, starts[multi])
+    return starts, ends, gap

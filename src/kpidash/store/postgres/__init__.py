@@ -20,10 +20,8 @@ points path (write with COPY, aggregate, read) is in points.py.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -36,6 +34,7 @@ from kpidash.store.duckdb.accounts import AccountTables
 from kpidash.store.duckdb.alerts import AlertTables
 from kpidash.store.duckdb.audit import AuditTables
 from kpidash.store.duckdb.ingest_tokens import IngestTokenTables
+from kpidash.store.duckdb.kpis import KpiTables
 from kpidash.store.duckdb.memberships import MembershipTables
 from kpidash.store.duckdb.outbox import OutboxTable
 from kpidash.store.duckdb.usage import UsageTables
@@ -61,7 +60,7 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore"]
 class PostgresStore(PgPoints, PostgresWorkspaces,
                     PostgresAccountsDialect, PostgresAlertsDialect, AuditTables, OutboxTable,
                     AlertTables, UsageTables, AccountTables, MembershipTables, IngestTokenTables,
-                    WorkspaceTables):
+                    WorkspaceTables, KpiTables):
     """A Store on a PostgreSQL (≥ 14) database given by a ``postgresql://`` URL."""
 
     _con: PgConnection  # type: ignore[assignment]
@@ -147,44 +146,6 @@ class PostgresStore(PgPoints, PostgresWorkspaces,
     def transaction(self) -> Iterator[None]:
         with self._con.transaction():
             yield
-
-    # -- workspaces and KPI definitions ----------------------------------------------------
-
-    def ensure_workspace(self, workspace: str, name: str | None = None) -> None:
-        self._run(
-            "INSERT INTO workspaces (id, name, created_at, updated_at) VALUES (?, ?, now(), now()) "
-            "ON CONFLICT DO NOTHING", [workspace, name or workspace])
-
-    def put_kpis(self, workspace: str, definitions: Sequence[Mapping[str, Any]],
-                 now: datetime) -> None:
-        with self.transaction():
-            self.ensure_workspace(workspace)
-            if definitions:
-                self._con.executemany(
-                    "INSERT INTO kpis (workspace_id, kpi_id, definition, updated_at) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT (workspace_id, kpi_id) DO UPDATE SET "
-                    "definition = excluded.definition, updated_at = excluded.updated_at",
-                    [[workspace, d["id"], json.dumps(dict(d), sort_keys=True), now]
-                     for d in definitions])
-
-    def delete_kpi(self, workspace: str, kpi_id: str, purge: bool = False) -> bool:
-        with self.transaction():
-            found = self._run(
-                "DELETE FROM kpis WHERE workspace_id = ? AND kpi_id = ? RETURNING kpi_id",
-                [workspace, kpi_id])
-            if purge:
-                ids = "SELECT series_id FROM series WHERE workspace_id = ? AND kpi_id = ?"
-                for table in ("points", "series_dims"):
-                    self._run(f"DELETE FROM {table} WHERE series_id IN ({ids})",
-                              [workspace, kpi_id])
-                self._run("DELETE FROM series WHERE workspace_id = ? AND kpi_id = ?",
-                          [workspace, kpi_id])
-        return bool(found)
-
-    def get_kpis(self, workspace: str) -> list[dict[str, Any]]:
-        rows = self._run("SELECT definition FROM kpis WHERE workspace_id = ? ORDER BY rowid",
-                         [workspace])
-        return [json.loads(r[0]) for r in rows]
 
 
 def _redact(url: str) -> str:

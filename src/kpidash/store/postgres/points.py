@@ -45,7 +45,7 @@ from kpidash.core.aggregate import LOCAL_GRAINS, AggRows
 from kpidash.core.batch import SERIES_KEY_SEP, CleanBatch
 from kpidash.model import Aggregation, Grain
 from kpidash.store.base import AggSpec, WriteStats
-from kpidash.store.duckdb.periods import from_epoch_us
+from kpidash.store.duckdb.periods import batch_spacing, from_epoch_us
 from kpidash.store.duckdb.sql import optional_where, time_range_sql
 from kpidash.store.postgres.connection import PgConnection
 from kpidash.store.postgres.schema import (
@@ -231,14 +231,7 @@ class PgPoints:
         """Keep series.last_ts and series.min_gap_us exact (see DuckDBStore._update_spacing):
         appends update them from the batch; a series written at or before its last
         timestamp is recomputed from its stored points."""
-        starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
-        ends = np.r_[starts[1:], len(sid)]
-        diffs = np.diff(ts).astype(np.float64)
-        diffs[sid[1:] != sid[:-1]] = np.inf
-        gap = np.full(len(starts), np.inf)
-        multi = ends - starts > 1
-        if multi.any():
-            gap[multi] = np.minimum.reduceat(diffs, starts[multi])
+        starts, ends, gap = batch_spacing(sid, ts)
         gaps = [int(g) if np.isfinite(g) else None for g in gap]
         stale = con.execute(
             "WITH b AS (SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], "
