@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from kpidash import demo
 from kpidash.api import create_app
-from kpidash.api.deps import AppState
+from kpidash.api.state import AppState
 from kpidash.auth import Accounts, AuthSettings, Passwords
 from kpidash.clock import FixedClock
 from kpidash.engine import Engine

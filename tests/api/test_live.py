@@ -17,8 +17,8 @@ from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
 from kpidash.api import live
-from kpidash.api.deps import LiveEntry
 from kpidash.api.hub import QUEUE_SIZE, Client, Hub
+from kpidash.api.state import LiveEntry
 
 from .conftest import Api, point
 

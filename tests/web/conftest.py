@@ -22,7 +22,7 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 
 from kpidash import demo
 from kpidash.api import create_app
-from kpidash.api.deps import AppState
+from kpidash.api.state import AppState
 from kpidash.auth import Accounts, AuthSettings, Passwords
 from kpidash.cli.serve import DEMO_LAYOUT
 from kpidash.clock import FixedClock

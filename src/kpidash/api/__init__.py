@@ -23,9 +23,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.datastructures import URL, MutableHeaders
 
 from kpidash.api import errors
-from kpidash.api.deps import SCOPED, AppState
+from kpidash.api.deps import SCOPED
 from kpidash.api.hub import Hub
 from kpidash.api.metrics import Metrics
+from kpidash.api.state import AppState
 from kpidash.clock import Clock, SystemClock
 from kpidash.errors import ConfigError
 from kpidash.settings import Settings

@@ -32,16 +32,10 @@ from typing import Any
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from kpidash.api.deps import (
-    INGEST_ONLY,
-    AppState,
-    LiveEntry,
-    State,
-    Viewer,
-    WorkspaceState,
-)
+from kpidash.api.deps import INGEST_ONLY, State, Viewer
 from kpidash.api.hub import Client, Message
 from kpidash.api.render import alert_json, render
+from kpidash.api.state import AppState, LiveEntry, WorkspaceState
 from kpidash.auth.ingest_tokens import INGEST_TOKEN_PREFIX
 from kpidash.errors import KpidashError, NotFound
 

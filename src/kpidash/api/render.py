@@ -28,7 +28,7 @@ from kpidash.errors import QueryError
 from kpidash.model import Grain
 
 if TYPE_CHECKING:
-    from kpidash.api.deps import WorkspaceState
+    from kpidash.api.state import WorkspaceState
 
 _RANGE_RE = re.compile(r"^(\d{1,5})([hdwmqy])$")
 _DAYS = {"h": 1 / 24, "d": 1, "w": 7, "m": 30.4375, "q": 91.3125, "y": 365.25}

@@ -17,7 +17,8 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Query
 from pydantic import StringConstraints
 
-from kpidash.api.deps import Shared, User, WorkspaceState
+from kpidash.api.deps import Shared, User
+from kpidash.api.state import WorkspaceState
 from kpidash.core.portfolio import (
     MAX_SPARKLINE,
     MissingKpi,

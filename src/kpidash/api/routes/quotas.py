@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
-from kpidash.api.deps import Shared, User, WorkspaceState
+from kpidash.api.deps import Shared, User
+from kpidash.api.state import WorkspaceState
 from kpidash.core.quota import QuotaLimits, check_kpis, check_points, check_rate
 from kpidash.errors import NotFound
 

@@ -51,7 +51,7 @@ from kpidash.store.duckdb.periods import (
     longest_period_us,
 )
 from kpidash.store.duckdb.schema import MIGRATIONS, SCHEMA_VERSION
-from kpidash.store.duckdb.sql import optional_where, time_range_sql
+from kpidash.store.duckdb.sql import optional_where
 from kpidash.store.duckdb.usage import UsageTables
 from kpidash.store.duckdb.workspaces import WorkspaceTables
 
@@ -366,23 +366,6 @@ class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables, AccountTab
             result[spec.kpi_id] = AggRows(keys[idx], grps[idx], vals[idx])
         return result
 
-    def read_points(self, workspace: str, kpi_id: str, start: datetime | None = None,
-                    end: datetime | None = None) -> pa.Table:
-        con = self._con
-        dims = [r[0] for r in con.execute(
-            "SELECT DISTINCT d.dim FROM series_dims d JOIN series s USING (series_id) "
-            "WHERE s.workspace_id = ? AND s.kpi_id = ? ORDER BY 1", [workspace, kpi_id]).fetchall()]
-        dim_cols = "".join(
-            f", (SELECT value FROM series_dims d WHERE d.series_id = p.series_id "
-            f"AND d.dim = '{_q(d)}') AS \"{d}\"" for d in dims)
-        sql = (f"SELECT p.ts, p.value, p.raw_value, p.correction, p.correction_reason, "
-               f"s.series_key, p.ingested_at{dim_cols} FROM points p "
-               "JOIN series s USING (series_id) WHERE s.workspace_id = ? AND s.kpi_id = ?")
-        where, params = time_range_sql("p.ts", start, end)
-        params = [workspace, kpi_id, *params]
-        sql += where
-        return con.sql(sql + " ORDER BY p.series_id, p.ts", params=params).to_arrow_table()
-
     def point_count(self, workspace: str, kpi_id: str | None = None) -> int:
         sql = ("SELECT count(*) FROM points p JOIN series s USING (series_id) "
                "WHERE s.workspace_id = ?")
@@ -430,7 +413,3 @@ _AGG_SQL = {
 def _first(rows: list[Any]) -> Any:
     return rows[0] if rows else None
 
-
-def _q(text: str) -> str:
-    """Quote for a SQL string literal (ids are validated identifiers; this is belt and braces)."""
-    return text.replace("'", "''")

@@ -1,5 +1,6 @@
-"""Workspace rows and KPI definitions, shared by the DuckDB and PostgreSQL stores (their SQL
-runs on both; PostgreSQL's ``kpis`` has a real ``rowid`` column for the insertion order)."""
+"""Workspace rows, KPI definitions and raw point reads, shared by the DuckDB and PostgreSQL
+stores (their SQL runs on both; PostgreSQL's ``kpis`` has a real ``rowid`` column for the
+insertion order)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from kpidash.store.duckdb.sql import quote_ident, quote_literal, time_range_sql
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -57,3 +62,20 @@ class KpiTables:
         rows = self._run("SELECT definition FROM kpis WHERE workspace_id = ? ORDER BY rowid",
                          [workspace])
         return [json.loads(r[0]) for r in rows]
+
+    def read_points(self, workspace: str, kpi_id: str, start: datetime | None = None,
+                    end: datetime | None = None) -> pa.Table:
+        dims = [str(r[0]) for r in self._con.execute(
+            "SELECT DISTINCT d.dim FROM series_dims d JOIN series s USING (series_id) "
+            "WHERE s.workspace_id = ? AND s.kpi_id = ? ORDER BY 1", [workspace, kpi_id]
+        ).fetchall()]
+        dim_cols = "".join(
+            f", (SELECT value FROM series_dims d WHERE d.series_id = p.series_id "
+            f"AND d.dim = '{quote_literal(d)}') AS \"{quote_ident(d)}\"" for d in dims)
+        sql = (f"SELECT p.ts, p.value, p.raw_value, p.correction, p.correction_reason, "
+               f"s.series_key, p.ingested_at{dim_cols} FROM points p "
+               "JOIN series s USING (series_id) WHERE s.workspace_id = ? AND s.kpi_id = ?")
+        where, params = time_range_sql("p.ts", start, end)
+        table: pa.Table = self._con.sql(sql + where + " ORDER BY p.series_id, p.ts",
+                                        params=[workspace, kpi_id, *params]).to_arrow_table()
+        return table

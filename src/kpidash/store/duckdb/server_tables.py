@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from kpidash.errors import Conflict, StoreError
+from kpidash.errors import Conflict
+from kpidash.store.duckdb.sql import conform
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -76,25 +77,7 @@ class ServerTables:
         nothing; rows per table. Workspace records are created or overwritten (name,
         settings, times); the other tables must hold no rows yet (Conflict otherwise)."""
         schemas = self.global_schemas()
-        unknown = sorted(set(tables) - set(schemas))
-        if unknown:
-            raise StoreError(f"unknown server table(s) {', '.join(map(repr, unknown))}; "
-                             f"expected some of {', '.join(schemas)}")
-        data: dict[str, pa.Table] = {}
-        for name, schema in schemas.items():
-            tbl = tables.get(name)
-            if tbl is None:
-                data[name] = schema.empty_table()
-                continue
-            got, want = set(tbl.column_names), set(schema.names)
-            if got != want:
-                raise StoreError(f"server table {name!r} has columns {sorted(got)}, expected "
-                                 f"{sorted(want)}")
-            try:
-                data[name] = tbl.select(schema.names).cast(schema)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-                raise StoreError(f"server table {name!r} has columns of the wrong type: "
-                                 f"{exc}") from None
+        data = conform(tables, schemas, "server table")
         with self.transaction():
             held = [name for name in SERVER_TABLE_NAMES[1:]
                     if self._q(f"SELECT 1 FROM {name} LIMIT 1")]

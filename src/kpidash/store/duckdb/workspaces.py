@@ -45,6 +45,7 @@ from kpidash.core.workspace import (
 from kpidash.errors import Conflict, NotFound, StoreError
 from kpidash.store.duckdb.periods import from_epoch_us
 from kpidash.store.duckdb.server_tables import ServerTables
+from kpidash.store.duckdb.sql import conform
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -284,27 +285,7 @@ class WorkspaceTables(ServerTables):
 
     def _conform(self, tables: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
         """Every export table with exactly its columns and types (a missing table: no rows)."""
-        schemas = self.export_schemas()
-        unknown = sorted(set(tables) - set(schemas))
-        if unknown:
-            raise StoreError(f"unknown table(s) {', '.join(map(repr, unknown))} in the import; "
-                             f"expected some of {', '.join(schemas)}")
-        out: dict[str, pa.Table] = {}
-        for name, schema in schemas.items():
-            tbl = tables.get(name)
-            if tbl is None:
-                out[name] = schema.empty_table()
-                continue
-            got, want = set(tbl.column_names), set(schema.names)
-            if got != want:
-                raise StoreError(
-                    f"table {name!r} has columns {sorted(got)}, expected {sorted(want)} "
-                    f"(missing {sorted(want - got)}, extra {sorted(got - want)})")
-            try:
-                out[name] = tbl.select(schema.names).cast(schema)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-                raise StoreError(f"table {name!r} has columns of the wrong type: {exc}") from None
-        return out
+        return conform(tables, self.export_schemas(), "table")
 
     def _new_ids(self, sequence: str, n: int) -> np.ndarray[Any, Any]:
         """``n`` fresh values of a sequence, ascending."""

@@ -46,7 +46,7 @@ from kpidash.core.batch import SERIES_KEY_SEP, CleanBatch
 from kpidash.model import Aggregation, Grain
 from kpidash.store.base import AggSpec, WriteStats
 from kpidash.store.duckdb.periods import batch_spacing, from_epoch_us
-from kpidash.store.duckdb.sql import optional_where, time_range_sql
+from kpidash.store.duckdb.sql import optional_where
 from kpidash.store.postgres.connection import PgConnection
 from kpidash.store.postgres.schema import (
     ensure_partitions,
@@ -310,22 +310,6 @@ class PgPoints:
                 result[spec.kpi_id] = AggRows(keys[lo:hi], grps[lo:hi], vals[lo:hi])
         return result
 
-    def read_points(self, workspace: str, kpi_id: str, start: datetime | None = None,
-                    end: datetime | None = None) -> pa.Table:
-        dims = [str(r[0]) for r in self._con.execute(
-            "SELECT DISTINCT d.dim FROM series_dims d JOIN series s USING (series_id) "
-            "WHERE s.workspace_id = ? AND s.kpi_id = ? ORDER BY 1", [workspace, kpi_id]
-        ).fetchall()]
-        dim_cols = "".join(
-            f", (SELECT value FROM series_dims d WHERE d.series_id = p.series_id "
-            f"AND d.dim = '{_q(d)}') AS \"{_qi(d)}\"" for d in dims)
-        sql = (f"SELECT p.ts, p.value, p.raw_value, p.correction, p.correction_reason, "
-               f"s.series_key, p.ingested_at{dim_cols} FROM points p "
-               "JOIN series s USING (series_id) WHERE s.workspace_id = ? AND s.kpi_id = ?")
-        where, params = time_range_sql("p.ts", start, end)
-        return self._con.sql(sql + where + " ORDER BY p.series_id, p.ts",
-                             params=[workspace, kpi_id, *params]).to_arrow_table()
-
     def point_count(self, workspace: str, kpi_id: str | None = None) -> int:
         where, params = optional_where(("s.kpi_id = ?", kpi_id))
         row = self._con.execute("SELECT count(*) FROM points p JOIN series s USING (series_id) "
@@ -374,10 +358,3 @@ def _copy_csv(con: psycopg.Connection[Any], table: str, tbl: pa.Table) -> None:
     with con.cursor() as cur, cur.copy(f"COPY {table} FROM STDIN (FORMAT csv)") as copy:
         copy.write(buf.getbuffer())
 
-
-def _q(text: str) -> str:
-    return text.replace("'", "''")
-
-
-def _qi(text: str) -> str:
-    return text.replace('"', '""')
