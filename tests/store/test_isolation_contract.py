@@ -25,6 +25,7 @@ import pytest
 from workspace_data import EU, NOW, T0, batch, fill, raw_snapshot
 
 from kpidash.core.aggregate import AggRows
+from kpidash.core.quota import QuotaState
 from kpidash.model import Aggregation, Annotation, Grain, OutboxItem
 from kpidash.store import open_store
 from kpidash.store.base import AggSpec, Store
@@ -97,6 +98,7 @@ READS: dict[str, list[Read]] = {
     "workspace": [lambda s, w: s.workspace(w)],
     "memberships": [lambda s, w: s.memberships(w)],
     "ingest_tokens": [lambda s, w: s.ingest_tokens(w)],
+    "quota_state": [lambda s, w: s.quota_state(w), lambda s, w: s.quota_state(w, lock=True)],
     "export_workspace": [lambda s, w: s.export_workspace(w)],
 }
 
@@ -156,6 +158,7 @@ WRITES: dict[str, Write] = {
         "created_at": NOW, "expires_at": END}),
     "touch_ingest_token": lambda s, w: s.touch_ingest_token(w, "t1", NOW),
     "revoke_ingest_token": lambda s, w: s.revoke_ingest_token(w, "t1", NOW),
+    "put_quota_state": lambda s, w: s.put_quota_state(w, QuotaState(None, 123)),
     "import_workspace": _import_again,
     "delete_workspace": lambda s, w: s.delete_workspace(w),
 }
@@ -167,7 +170,9 @@ GLOBAL = {"close", "transaction", "schema_version", "workspaces", "add_user", "u
           "user_by_name", "users", "update_user", "delete_user", "add_session", "session_row",
           "session", "sessions", "touch_session", "revoke_sessions", "add_login_failures",
           "login_failures", "clear_login_failures", "user_memberships", "ingest_token_by_hash",
-          "export_global", "import_global"}
+          "export_global", "import_global",
+          # messages and leadership are between the processes of one server, not per workspace
+          "publish", "listen", "leadership"}
 
 
 def protocol_methods() -> set[str]:

@@ -18,7 +18,7 @@ from kpidash.core.registry import build_registry
 from kpidash.model import Aggregation, Grain
 from kpidash.store.base import AggSpec
 from kpidash.store.duckdb import DuckDBStore
-from kpidash.store.postgres import SCHEMA_VERSION, PostgresStore
+from kpidash.store.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresStore
 from kpidash.store.postgres.connection import translate
 from pgserver import PgServer
 
@@ -106,7 +106,7 @@ def test_two_stores_migrating_one_empty_database_at_once_migrate_it_once(
             t.join()
         assert errors == []
         rows = stores[0]._con.execute("SELECT version FROM kpidash_schema").fetchall()
-        assert rows == [(SCHEMA_VERSION,)]
+        assert rows == [(v,) for v in sorted(MIGRATIONS)]  # each version applied once
         assert all(s.schema_version() == SCHEMA_VERSION for s in stores)
         assert stores[0].workspaces()[0]["id"] == "default"
         for s in stores:

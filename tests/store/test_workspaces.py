@@ -9,7 +9,12 @@ from workspace_data import NOW, catalog, fill, raw_snapshot
 
 from kpidash.errors import Conflict, ValidationFailed
 from kpidash.store.base import Store
-from kpidash.store.duckdb.workspaces import GLOBAL_TABLES, MEMBER_TABLES, TABLE_NAMES
+from kpidash.store.duckdb.workspaces import (
+    GLOBAL_TABLES,
+    MEMBER_TABLES,
+    STATE_TABLES,
+    TABLE_NAMES,
+)
 
 DEFAULTS = {"timezone": "UTC", "currency": "USD", "fiscal_year_start": 1,
             "default_theme": "corporate",
@@ -59,13 +64,16 @@ def test_update_renames_and_merges_settings(store: Store) -> None:
 
 def test_owned_tables_cover_the_catalog(store: Store) -> None:
     """Every table with a workspace_id or series_id column is deleted, exported and imported
-    with its workspace (or, for memberships, deleted only); every other table is declared
-    global. A new table fails here until it is classified in store/duckdb/workspaces.py."""
+    with its workspace (or, for memberships and server state, deleted only); every other
+    table is declared global. A new table fails here until it is classified in
+    store/duckdb/workspaces.py."""
     tables = catalog(store)
     scoped = {t for t, cols in tables.items() if {"workspace_id", "series_id"} & set(cols)}
-    assert scoped | {"workspaces"} == set(TABLE_NAMES) | set(MEMBER_TABLES)
-    assert not set(TABLE_NAMES) & set(MEMBER_TABLES)
-    assert set(tables) == set(TABLE_NAMES) | set(MEMBER_TABLES) | GLOBAL_TABLES
+    deleted_only = set(MEMBER_TABLES) | set(STATE_TABLES)
+    assert scoped | {"workspaces"} == set(TABLE_NAMES) | deleted_only
+    assert not set(TABLE_NAMES) & deleted_only
+    assert not set(MEMBER_TABLES) & set(STATE_TABLES)
+    assert set(tables) == set(TABLE_NAMES) | deleted_only | GLOBAL_TABLES
 
 
 def test_delete_removes_every_row_of_the_workspace(store: Store) -> None:

@@ -5,11 +5,13 @@ back every row of a workspace straight from the catalog."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from typing import Any
 
 import pyarrow as pa
 
 from kpidash.core.batch import CleanBatch, series_key, validate
+from kpidash.core.quota import QuotaState, TokenBucket
 from kpidash.core.registry import build_registry
 from kpidash.model import Annotation, OutboxItem
 from kpidash.store.base import Store
@@ -58,8 +60,8 @@ def fill_data(store: Store, ws: str, k: float) -> None:
 
 
 def fill_state(store: Store, ws: str, k: float) -> None:
-    """Annotations, anomalies, outbox, alerting state, usage, dashboards, memberships and
-    an ingest token."""
+    """Annotations, anomalies, outbox, alerting state, usage, dashboards, memberships, an
+    ingest token and quota state."""
     store.add_annotation(ws, Annotation(T0, T0 + timedelta(days=1), f"launch {k}",
                                         kpi_id="sales"), NOW)
     store.add_annotation(ws, Annotation(T0 + timedelta(days=3), T0 + timedelta(days=4),
@@ -102,6 +104,7 @@ def fill_state(store: Store, ws: str, k: float) -> None:
     store.put_membership(ws, "bob", "viewer" if k > 1 else "analyst", NOW)
     store.add_ingest_token(ws, {"id": "t1", "name": f"telegraf {k}", "token_hash": f"h-{ws}-t1",
                                 "created_by": "ana", "created_at": NOW, "expires_at": None})
+    store.put_quota_state(ws, QuotaState(TokenBucket(Fraction(int(k * 100), 3), NOW), int(k)))
 
 
 def catalog(store: Store) -> dict[str, list[str]]:

@@ -17,8 +17,10 @@ import pyarrow as pa
 
 from kpidash.core.aggregate import AggRows
 from kpidash.core.batch import CleanBatch
+from kpidash.core.quota import QuotaState
 from kpidash.errors import ConfigError
 from kpidash.model import Aggregation, Annotation, Grain, OutboxItem
+from kpidash.store.coordination import Leadership, Listener, OnMessage
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class AggSpec:
 
 class Store(Protocol):
     url: str
+    shared: bool
+    """Whether several processes may use this store at once (PostgreSQL: True; an embedded
+    DuckDB file is opened by one process)."""
 
     def close(self) -> None: ...
 
@@ -387,6 +392,32 @@ class Store(Protocol):
     def time_range(self, workspace: str, kpi_ids: Sequence[str] | None = None,
                    ) -> tuple[datetime, datetime] | None:
         """(first ts, last ts) of the stored points, or None when there are none."""
+        ...
+
+
+    # -- quota state (store/duckdb/quota_state.py) -------------------------------------------
+
+    def quota_state(self, workspace: str, *, lock: bool = False) -> QuotaState:
+        """What the servers remember of a workspace's quotas (empty when nothing yet);
+        ``lock``: its row stays locked until the current transaction ends."""
+        ...
+
+    def put_quota_state(self, workspace: str, state: QuotaState) -> None: ...
+
+    # -- coordination between processes sharing the store (store/coordination.py) ------------
+
+    def publish(self, message: str) -> None:
+        """Send ``message`` (≤ MAX_MESSAGE_BYTES) to every listener on this store, the caller's
+        own included; inside a transaction, only when and if it commits."""
+        ...
+
+    def listen(self, on_message: OnMessage) -> Listener:
+        """Call ``on_message`` (from a thread) with every published message, None after a
+        reconnection lost some; until the listener is closed."""
+        ...
+
+    def leadership(self, name: str) -> Leadership:
+        """A lock named ``name`` that one process at a time holds (see Leadership)."""
         ...
 
 

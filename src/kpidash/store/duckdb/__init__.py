@@ -37,6 +37,7 @@ from kpidash.core.batch import SERIES_KEY_SEP, CleanBatch
 from kpidash.errors import SchemaVersionError, StoreError
 from kpidash.model import DEFAULT_WORKSPACE, Aggregation, Grain
 from kpidash.store.base import AggSpec, WriteStats
+from kpidash.store.coordination import LocalCoordination
 from kpidash.store.duckdb.accounts import AccountTables
 from kpidash.store.duckdb.alerts import AlertTables
 from kpidash.store.duckdb.audit import AuditTables
@@ -50,6 +51,7 @@ from kpidash.store.duckdb.periods import (
     from_epoch_us,
     longest_period_us,
 )
+from kpidash.store.duckdb.quota_state import QuotaStateTable
 from kpidash.store.duckdb.schema import MIGRATIONS, SCHEMA_VERSION
 from kpidash.store.duckdb.sql import optional_where
 from kpidash.store.duckdb.usage import UsageTables
@@ -59,7 +61,8 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "DuckDBStore"]
 
 
 class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables, AccountTables,
-                  MembershipTables, IngestTokenTables, WorkspaceTables, KpiTables):
+                  MembershipTables, IngestTokenTables, WorkspaceTables, KpiTables,
+                  QuotaStateTable, LocalCoordination):
     """A Store on one DuckDB database file (or ``:memory:``)."""
 
     def __init__(self, path: str = ":memory:", *, memory_limit: str | None = None,

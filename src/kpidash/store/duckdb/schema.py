@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -142,5 +142,13 @@ MIGRATIONS: dict[int, list[str]] = {
                created_by VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL,
                last_used_at TIMESTAMPTZ, revoked_at TIMESTAMPTZ, expires_at TIMESTAMPTZ,
                PRIMARY KEY (workspace_id, id))""",
+    ],
+    10: [
+        # quota state: what the servers sharing a store remember of a workspace's quotas
+        # between requests (its ingest token bucket as an exact fraction, an upper bound of
+        # its stored points); a running server's state: deleted with the workspace, never
+        # exported or migrated (see STATE_TABLES)
+        """CREATE TABLE quota_state (workspace_id VARCHAR PRIMARY KEY, bucket_level VARCHAR,
+               bucket_at TIMESTAMPTZ, stored BIGINT)""",
     ],
 }

@@ -4,9 +4,10 @@
 ``workspace_id`` column, or through ``series_id`` for ``series_dims`` and ``points`` — and
 :data:`MEMBER_TABLES` those deleted with a workspace but never exported (memberships name
 users, who are global to a server: an archive imported into another server cannot keep them),
-and :data:`GLOBAL_TABLES` those that belong to none. A test compares all three with the
-catalog, so a new table must be classified here before deletion, export and import can forget
-it.
+:data:`STATE_TABLES` a running server's state of a workspace (deleted with it, never exported
+or migrated), and :data:`GLOBAL_TABLES` those that belong to none. A test compares them all
+with the catalog, so a new table must be classified here before deletion, export and import
+can forget it.
 
 Exported tables are portable: the workspace column is dropped, points and series dimensions
 name their series by ``series_key`` (not the store's series id), and columns numbered by a
@@ -91,6 +92,9 @@ MEMBER_TABLES: tuple[str, ...] = ("memberships", "ingest_tokens")
 """Tables of workspace rows (by ``workspace_id``) that name global users or hold credentials:
 deleted with the workspace, not exported (an archive must not carry working credentials), and
 not counted as data by an import (a new workspace has its creator as a member)."""
+STATE_TABLES: tuple[str, ...] = ("quota_state",)
+"""Tables of a running server's state of a workspace (its quota bucket): deleted with the
+workspace, never exported, imported or migrated (servers start afresh without it)."""
 GLOBAL_TABLES = frozenset({"kpidash_schema", "users", "sessions", "login_failures"})
 """Tables of the whole server (users and their sessions are global)."""
 
@@ -174,7 +178,7 @@ class WorkspaceTables(ServerTables):
                     f"DELETE FROM {table} WHERE series_id IN ({ids})", [workspace])
             counts["series"] = self._count("DELETE FROM series WHERE workspace_id = ?",
                                            [workspace])
-            for name in (*(t.name for t in OWNED_TABLES), *MEMBER_TABLES):
+            for name in (*(t.name for t in OWNED_TABLES), *MEMBER_TABLES, *STATE_TABLES):
                 counts[name] = self._count(f"DELETE FROM {name} WHERE workspace_id = ?",
                                            [workspace])
             counts["workspaces"] = self._count("DELETE FROM workspaces WHERE id = ?",

@@ -37,11 +37,13 @@ from kpidash.store.duckdb.ingest_tokens import IngestTokenTables
 from kpidash.store.duckdb.kpis import KpiTables
 from kpidash.store.duckdb.memberships import MembershipTables
 from kpidash.store.duckdb.outbox import OutboxTable
+from kpidash.store.duckdb.quota_state import QuotaStateTable
 from kpidash.store.duckdb.usage import UsageTables
 from kpidash.store.duckdb.workspaces import WorkspaceTables
 from kpidash.store.postgres.accounts import PostgresAccountsDialect
 from kpidash.store.postgres.alerts import PostgresAlertsDialect
 from kpidash.store.postgres.connection import PgConnection, configure
+from kpidash.store.postgres.coordination import PgCoordination
 from kpidash.store.postgres.points import PgPoints
 from kpidash.store.postgres.schema import (
     MIGRATION_LOCK,
@@ -57,22 +59,24 @@ from kpidash.store.postgres.workspaces import PostgresWorkspaces
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore"]
 
 
-class PostgresStore(PgPoints, PostgresWorkspaces,
+class PostgresStore(PgCoordination, PgPoints, PostgresWorkspaces,
                     PostgresAccountsDialect, PostgresAlertsDialect, AuditTables, OutboxTable,
                     AlertTables, UsageTables, AccountTables, MembershipTables, IngestTokenTables,
-                    WorkspaceTables, KpiTables):
+                    WorkspaceTables, KpiTables, QuotaStateTable):
     """A Store on a PostgreSQL (≥ 14) database given by a ``postgresql://`` URL."""
 
     _con: PgConnection  # type: ignore[assignment]
+    _FOR_UPDATE = " FOR UPDATE"
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4,
                  timeout: float = 30.0) -> None:
         self.url = url
         conninfo = "postgresql:" + url.split(":", 1)[1] if url.startswith("postgres:") else url
+        self._conninfo, self._connect_timeout = conninfo, max(1, round(timeout))
         # one direct connection first: a wrong URL, password or database name is reported at
         # once with the server's reason (the pool would retry quietly until its timeout)
         try:
-            psycopg.connect(conninfo, connect_timeout=max(1, round(timeout))).close()
+            psycopg.connect(conninfo, connect_timeout=self._connect_timeout).close()
         except psycopg.Error as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             raise StoreError(f"cannot connect to PostgreSQL at {_redact(url)}: {reason}"
@@ -102,6 +106,7 @@ class PostgresStore(PgPoints, PostgresWorkspaces,
         return self._con.execute(sql, params).fetchall()
 
     def close(self) -> None:
+        self._close_coordination()
         self._con.close()
 
     def _check_server(self) -> None:
@@ -126,7 +131,7 @@ class PostgresStore(PgPoints, PostgresWorkspaces,
             for version in sorted(v for v in MIGRATIONS if v > current):
                 for stmt in MIGRATIONS[version]:
                     con.execute(stmt)
-                if current == 0:  # the first version creates points as well
+                if version == min(MIGRATIONS):  # the first version creates points as well
                     for stmt in points_sql(create_timescale(con)):
                         con.execute(stmt)
                 con.execute("INSERT INTO kpidash_schema (version) VALUES (%s)", [version])

@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 from psycopg import sql as pgsql
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 MIN_SERVER_VERSION = 140000  # exact extract(epoch …) as numeric; date_trunc(field, ts, zone)
 # advisory lock keys (pg_advisory_lock takes one bigint): 'kpidash' in ASCII, then + n
 MIGRATION_LOCK = 0x6B7069_6461_7368
@@ -175,6 +175,10 @@ def points_sql(timescale: bool) -> list[str]:
 
 MIGRATIONS: dict[int, list[str]] = {
     9: [*SHIMS, *TABLES],
+    # UNLOGGED: a running server's state, not data (lost at a server crash: buckets start
+    # full, stored points are counted again)
+    10: ["""CREATE UNLOGGED TABLE quota_state (workspace_id text PRIMARY KEY,
+             bucket_level text, bucket_at timestamptz, stored bigint)"""],
 }
 
 
