@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         st.changed = asyncio.Event()  # bound to the server's loop
+        st.peers.start()  # other workers' changes (a store shared by several processes)
         task = asyncio.create_task(live.refresher(st, stop))
         try:
             yield
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
             st.changed.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, 10)
+            st.peers.stop()
             st.locked(engine.close)
 
     from importlib.metadata import version

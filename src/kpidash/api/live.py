@@ -29,6 +29,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
@@ -191,22 +192,49 @@ async def events(st: State, me: Viewer, request: Request, dashboard_id: str,
 # -- the background refresher -----------------------------------------------------------------
 
 
+LEADERSHIP_CHECK_SECONDS = 5.0
+"""How often a worker checks that it still leads, or tries to take over (see refresher)."""
+
+
 async def refresher(st: AppState, stop: asyncio.Event) -> None:
     """Render subscribed dashboards when their data or period changed (renders are cached by
-    data version, so unchanged ones cost a dict lookup) and tick the alert manager."""
+    data version, so unchanged ones cost a dict lookup) and tick the alert manager.
+
+    Every worker renders for its own live clients; the alert manager ticks in one worker
+    only: the one holding the store's ``refresher`` leadership (PostgreSQL: an advisory
+    lock; a store of one process: always this one). A worker that dies or loses its
+    database connection loses it, and another takes over within
+    :data:`LEADERSHIP_CHECK_SECONDS`; its ticks reach every worker's clients through
+    :mod:`kpidash.api.peers`.
+    """
     loop = asyncio.get_running_loop()
     next_alerts = loop.time() + st.settings.alert_interval_seconds
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(st.changed.wait(), st.settings.refresh_tick_seconds)
-        st.changed.clear()
-        try:
-            await refresh_once(st)
-            if loop.time() >= next_alerts:
-                next_alerts = loop.time() + st.settings.alert_interval_seconds
-                await alert_tick(st)
-        except Exception:  # a bad dashboard must not stop the refresher
-            log.exception("background refresh failed")
+    next_check = loop.time()
+    lead = st.engine.store.leadership("refresher")
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(st.changed.wait(), st.settings.refresh_tick_seconds)
+            st.changed.clear()
+            try:
+                await refresh_once(st)
+                now = loop.time()
+                if now >= next_check or now >= next_alerts:
+                    next_check = now + LEADERSHIP_CHECK_SECONDS
+                    leading = await anyio.to_thread.run_sync(lead.acquire)
+                    if leading != st.leading:
+                        log.info("this worker %s the alert ticks",
+                                 "now runs" if leading else "no longer runs")
+                    st.leading = leading
+                if now >= next_alerts:
+                    next_alerts = now + st.settings.alert_interval_seconds
+                    if st.leading:
+                        await alert_tick(st)
+            except Exception:  # a bad dashboard must not stop the refresher
+                log.exception("background refresh failed")
+    finally:
+        st.leading = False
+        await anyio.to_thread.run_sync(lead.release)
 
 
 async def refresh_once(st: AppState) -> int:
@@ -250,7 +278,7 @@ async def alert_tick(st: AppState) -> None:
             log.exception("alert tick of workspace %s failed", ws)
             continue
         if report.transitions:
-            scope.alerts_changed()
+            scope.alerts_changed(push="list")  # the other workers push it to their clients
             items = await st.run(scope.engine.alerts, states=["pending", "firing", "recovering"])
             scope.publish({"type": "alerts", "workspace": ws,
                            "items": [alert_json(a) for a in items]})

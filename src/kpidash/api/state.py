@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from kpidash.api.peers import Peers
 from kpidash.errors import NotFound
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from kpidash.api.metrics import Metrics
     from kpidash.auth import Accounts
     from kpidash.clock import Clock
-    from kpidash.core.quota import QuotaState
     from kpidash.core.workspace import WorkspaceSettings
     from kpidash.engine import Engine
     from kpidash.settings import Settings
@@ -76,18 +76,20 @@ class AppState:
     render_json: dict[str, bytes] = field(default_factory=dict)  # etag → response body
     periods: dict[Any, Any] = field(default_factory=dict)  # (grain, zone, minute) → period
     scopes: dict[str, WorkspaceState] = field(default_factory=dict)
-    # quota state per workspace (WorkspaceState.quota): kept here, not in the scope, so that
-    # forget() after a settings change does not refill a workspace's ingest bucket
-    quotas: dict[str, QuotaState] = field(default_factory=dict)
+    leading: bool = False
+    """Whether this process runs the alert ticks (the refresher's leadership, see live.py)."""
 
     def __post_init__(self) -> None:
+        self.peers = Peers(self)
+        """What this worker tells the others sharing the store, and applies of theirs."""
         self._watch_account_writes()
 
     def _watch_account_writes(self) -> None:
         """Every Accounts method that may write (anything but the reads of
         :data:`ACCOUNT_READS`) bumps :attr:`account_generation` before and after it runs, so
         nothing cached before or during a write is served after it (also when the method is
-        called directly, not through :meth:`run`)."""
+        called directly, not through :meth:`run`), and tells the other workers to drop
+        theirs."""
         acc = self.accounts
         for name in dir(type(acc)):
             if name.startswith("_") or name in ACCOUNT_READS:
@@ -101,10 +103,17 @@ class AppState:
                 try:
                     return _fn(*args, **kwargs)
                 finally:
-                    self.account_generation += 1
-                    self.account_reads.clear()
+                    self.accounts_changed()
 
             setattr(acc, name, wrapped)
+
+    def accounts_changed(self, *, announce: bool = True) -> None:
+        """Nothing read from accounts before now is served from :meth:`cached` again (in
+        this worker; ``announce``: in every worker of the store)."""
+        self.account_generation += 1
+        self.account_reads.clear()
+        if announce:
+            self.peers.announce("accounts")
 
     async def cached(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``await self.run(fn, *args)`` for a read of :data:`ACCOUNT_READS`, answered from
@@ -173,7 +182,7 @@ class AppState:
         scope = self.scopes.get(ws)
         if scope is None:
             scope = self.scopes[ws] = WorkspaceState(self, self.engine,
-                                                     _options(self.engine.store, ws))
+                                                     workspace_options(self.engine.store, ws))
         return scope
 
     def scope(self, workspace: str) -> WorkspaceState:
@@ -188,7 +197,7 @@ class AppState:
             return scope
         from kpidash.engine import Engine
 
-        settings = _options(self.engine.store, workspace)
+        settings = workspace_options(self.engine.store, workspace)
         engine = Engine(self.engine.store, self.clock, workspace=workspace,
                         timezone=settings.timezone, input_timezone=self.engine.input_timezone,
                         chunk_rows=self.engine.chunk_rows)
@@ -204,18 +213,16 @@ class AppState:
             return hit
         return await self.run(self.scope, workspace)
 
-    def forget(self, workspace: str, *, deleted: bool = False) -> None:
+    def forget(self, workspace: str, *, deleted: bool = False, announce: bool = True) -> None:
         """Drop what is kept in memory for ``workspace`` (its settings changed, or
         ``deleted``): its engine, caches and live subscriptions. The next request starts
         afresh. Call under the lock, in the same hold as the deletion: a request that
         resolved the workspace before and runs after is then refused (NotFound) instead of
-        writing rows for a workspace that no longer exists."""
+        writing rows for a workspace that no longer exists. ``announce``: the other workers
+        forget it too."""
         gone = self.scopes.pop(workspace, None)
         if gone is not None and deleted:
             gone.deleted = True
-        quota = self.quotas.pop(workspace, None) if deleted else self.quotas.get(workspace)
-        if quota is not None:  # stored points are counted again; the ingest bucket stays
-            quota.stored = None
         prefix = f"{workspace}|"
         for key in [k for k in self.live if k.startswith(prefix)]:
             del self.live[key]
@@ -223,6 +230,8 @@ class AppState:
         for c in list(self.hub.clients):
             c.dashboards = {k for k in c.dashboards if not k.startswith(prefix)}
             c.workspaces.discard(workspace)
+        if announce:
+            self.peers.announce("workspace", workspace, deleted=deleted)
 
 
 class WorkspaceState:
@@ -298,26 +307,40 @@ class WorkspaceState:
     async def cached(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self.server.cached(fn, *args, **kwargs)
 
-    @property
-    def quota(self) -> QuotaState:
-        """The workspace's quota state (ingest bucket, stored-point count; see
-        :mod:`kpidash.api.routes.quotas`), the server's. Use it under the lock."""
-        from kpidash.core.quota import QuotaState
-
-        return self.server.quotas.setdefault(self.workspace, QuotaState())
-
     def live_key(self, dashboard: str, theme: str | None) -> str:
         return f"{self.workspace}|{dashboard}|{theme or ''}"
 
-    def alerts_changed(self) -> None:
-        """Alerts changed (a tick, an acknowledgement, a silence): renders carry them."""
+    def alerts_changed(self, *, announce: bool = True, push: str | None = None,
+                       alert: str | None = None) -> None:
+        """Alerts changed (a tick, an acknowledgement, a silence): renders carry them.
+        ``announce``: in every worker, which also push to their live clients the active
+        list (``push="list"``, after a tick) or one acknowledged ``alert``."""
         from kpidash.api.render import ALERTS_VERSION
 
         self.bump([ALERTS_VERSION])
         self.server.changed.set()
+        if announce:
+            self.server.peers.announce("alerts", self.workspace, push=push, alert=alert)
+
+    def data_changed(self, kpi_ids: Any) -> None:
+        """Points of these KPIs were written (committed): renders using them are stale here
+        and in every other worker."""
+        kpi_ids = set(kpi_ids)
+        self.bump(kpi_ids)
+        self.server.changed.set()
+        self.server.peers.announce("data", self.workspace, kpis=kpi_ids)
+
+    def definitions_changed(self, kpi_ids: Any) -> None:
+        """These KPI definitions were stored or deleted (committed): the other workers read
+        their registry again; renders using them are stale everywhere."""
+        kpi_ids = set(kpi_ids)
+        self.bump(kpi_ids)
+        self.server.changed.set()
+        self.server.peers.announce("kpis", self.workspace, kpis=kpi_ids)
 
     def bump(self, kpi_ids: Any) -> None:
-        """Data of these KPIs changed (ingest): cached renders that use them are stale."""
+        """Data of these KPIs changed: cached renders of this worker that use them are
+        stale (see :meth:`data_changed` to tell the other workers too)."""
         for k in kpi_ids:
             self.versions[k] = self.versions.get(k, 0) + 1
 
@@ -332,7 +355,7 @@ class WorkspaceState:
         return n
 
 
-def _options(store: Any, workspace: str) -> WorkspaceSettings:
+def workspace_options(store: Any, workspace: str) -> WorkspaceSettings:
     """The settings of an existing workspace; NotFound otherwise."""
     from kpidash.core.workspace import WorkspaceSettings
 

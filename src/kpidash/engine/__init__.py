@@ -42,6 +42,7 @@ from kpidash.settings import Settings
 from kpidash.store.base import AggSpec, Store, open_store
 
 if TYPE_CHECKING:  # the analysis services import scipy (~0.7 s): loaded when first used
+    from kpidash.core.quota import QuotaState
     from kpidash.engine import forecasts as forecasts_
     from kpidash.engine import outbox as outbox_
     from kpidash.engine import quality as quality_
@@ -78,8 +79,8 @@ class Engine(AlertsMixin, InsightsMixin):
         """Channels alert notifications go to, by name (see :meth:`evaluate_alerts`)."""
         self.dashboard_url: str | None = None
         store.ensure_workspace(workspace)
-        stored = store.get_kpis(workspace)
-        self._registry = build_registry(stored, source="store") if stored else Registry({})
+        self._registry = Registry({})
+        self.reload()
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock | None = None) -> Engine:
@@ -118,10 +119,24 @@ class Engine(AlertsMixin, InsightsMixin):
         """Raw points stored in this workspace (of one KPI, or all)."""
         return self.store.point_count(self.workspace, kpi_id)
 
+    def quota_state(self, *, lock: bool = False) -> QuotaState:
+        """What the servers remember of this workspace's quotas (see Store.quota_state)."""
+        return self.store.quota_state(self.workspace, lock=lock)
+
+    def put_quota_state(self, state: QuotaState) -> None:
+        self.store.put_quota_state(self.workspace, state)
+
     # -- registry --------------------------------------------------------------------------
 
     @property
     def registry(self) -> Registry:
+        return self._registry
+
+    def reload(self) -> Registry:
+        """Read the KPI definitions from the store again (another process sharing the store
+        changed them)."""
+        stored = self.store.get_kpis(self.workspace)
+        self._registry = build_registry(stored, source="store") if stored else Registry({})
         return self._registry
 
     def register(self, kpis: Registry | Iterable[KPI | Mapping[str, Any]]) -> Registry:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 
@@ -419,6 +420,18 @@ class Store(Protocol):
     def leadership(self, name: str) -> Leadership:
         """A lock named ``name`` that one process at a time holds (see Leadership)."""
         ...
+
+
+def redact_url(url: str) -> str:
+    """A store URL without its password (for messages, reports and health): DuckDB paths
+    unchanged, ``postgresql://user:***@host/db``."""
+    if not url.startswith(("postgresql:", "postgres:")):
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@",
+                                                                 ":***@")))
 
 
 def open_store(url: str, **options: Any) -> Store:

@@ -23,14 +23,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 
 from kpidash.errors import Conflict, SchemaVersionError, StoreError
 from kpidash.model import DEFAULT_WORKSPACE
 from kpidash.store.archive import table_checksum
-from kpidash.store.base import Store
+from kpidash.store.base import Store, redact_url
 
 GLOBAL_SCOPE = "(server)"
 """The scope of the server-wide tables in a report (workspace ids never hold parentheses)."""
@@ -109,13 +108,7 @@ def _canonical_url(url: str) -> str:
 
 def redact(url: str) -> str:
     """A store URL without its password (for messages and reports)."""
-    if _duck_path(url) is not None:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@",
-                                                                 ":***@")))
+    return redact_url(url)
 
 
 def check_target_empty(target: Store) -> None:

@@ -74,7 +74,7 @@ async def get_alert(st: State, _: Viewer, fingerprint: str) -> dict[str, Any]:
 @router.post("/alerts/{fingerprint}/ack", summary="Acknowledge an alert")
 async def ack(st: State, me: Analyst, fingerprint: str, body: AckBody) -> dict[str, Any]:
     a = await st.run(st.engine.acknowledge, fingerprint, me.username, body.comment)
-    st.alerts_changed()
+    st.alerts_changed(alert=fingerprint)
     st.publish({"type": "alert", "alert": alert_json(a)})
     return alert_json(a)
 

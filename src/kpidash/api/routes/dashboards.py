@@ -69,6 +69,7 @@ async def patch_dashboard(st: State, me: Viewer, dashboard_id: str,
         if entry.workspace == st.workspace and entry.dashboard == dashboard_id:
             st.live[key] = replace(entry, spec=d.spec, title=d.name)
     st.changed.set()
+    st.server.peers.announce("dashboard", st.workspace, id=dashboard_id)  # and the others'
     return d.to_dict()
 
 

@@ -93,6 +93,7 @@ async def put_kpis(st: State, _: Analyst, request: Request) -> list[dict[str, An
     items = _definitions(await _json(request, st.settings.max_body_bytes))
     reg = await st.run(quotas.register, st, items)  # within the workspace's max_kpis
     ids = {i.get("id") for i in items if isinstance(i, dict)}
+    st.definitions_changed(k.id for k in reg if k.id in ids)
     return [k.model_dump(mode="json") for k in reg if k.id in ids]
 
 
@@ -100,7 +101,7 @@ async def put_kpis(st: State, _: Analyst, request: Request) -> list[dict[str, An
 async def put_kpi(st: State, _: Analyst, kpi_id: str, request: Request) -> dict[str, Any]:
     body = await object_for(request, st.settings.max_body_bytes, kpi_id, "a KPI definition")
     reg = await st.run(quotas.register, st, [body])
-    st.bump([kpi_id])
+    st.definitions_changed([kpi_id])
     return reg.get(kpi_id).model_dump(mode="json")
 
 
@@ -108,7 +109,7 @@ async def put_kpi(st: State, _: Analyst, kpi_id: str, request: Request) -> dict[
                summary="Delete a KPI definition (purge=true: and its data)")
 async def delete_kpi(st: State, _: Analyst, kpi_id: str, purge: bool = False) -> Response:
     await st.run(st.engine.delete_kpi, kpi_id, purge=purge)
-    st.bump([kpi_id])
+    st.definitions_changed([kpi_id])
     return Response(status_code=204)
 
 
@@ -145,9 +146,8 @@ async def _json(request: Request, limit: int) -> Any:
 
 
 def _ingested(st: Any, result: Any, kpis: set[str], source: str) -> dict[str, Any]:
-    st.bump(kpis)
+    st.data_changed(kpis)
     st.metrics.points.labels(source).inc(result.written)
-    st.changed.set()
     return {"rows": result.rows, "written": result.written, "new_series": result.new_series,
             "corrected": result.corrected, "warnings": result.warnings}
 

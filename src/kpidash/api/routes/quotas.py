@@ -9,6 +9,11 @@ cannot both pass a check that only one of them fits. A refusal raises
 ingest tokens; only the workspace over its quota is refused, every other keeps its own
 bucket and counts.
 
+What is remembered between requests — the ingest bucket and an upper bound of the stored
+points — is the workspace's quota state in the store (``Engine.quota_state``), read and
+written back in the request's transaction with its row locked: several server processes on
+one PostgreSQL store enforce one bucket and one count per workspace, not one each.
+
 Stored points are counted from the store the first time and whenever a request might not
 fit; between counts the server keeps an upper bound (the count plus every point written
 since), so that a workspace far from its limit is not counted on every batch. The limit is
@@ -69,39 +74,44 @@ def ingest(st: WorkspaceState, rows: int | None,
     protocol), None for an upload (counted as it is read). See the module's docstring.
     """
     limits = limits_of(st)
-    quota, engine, ws = st.quota, st.engine, st.workspace
+    engine, ws = st.engine, st.workspace
     rate, max_points = limits.ingest_points_per_minute, limits.max_points
-    bucket = None
-    if rate is not None:
-        bucket = quota.bucket_at(st.clock.now(), rate)
-        check_rate(ws, bucket, rows, rate)
-    stored = 0
-    recount = rows is None
-    if max_points is not None:
-        if quota.stored is None or rows is None or quota.stored + rows > max_points:
-            quota.stored = engine.stored_points()
-        stored = quota.stored
-        recount = rows is None or stored + rows > max_points
-    after = stored
-    if not recount:
+    if rate is None and max_points is None:
+        return write()
+    # one transaction holding the workspace's quota row: workers of one server sharing a
+    # PostgreSQL store take turns between reading the bucket and writing it back
+    with engine.transaction():
+        quota = engine.quota_state(lock=True)
+        bucket = None
+        if rate is not None:
+            bucket = quota.bucket_at(st.clock.now(), rate)
+            check_rate(ws, bucket, rows, rate)
+        stored = 0
+        recount = rows is None
+        if max_points is not None:
+            if quota.stored is None or rows is None or quota.stored + rows > max_points:
+                quota.stored = engine.stored_points()
+            stored = quota.stored
+            recount = rows is None or stored + rows > max_points
+        after = stored
+        # an exception from here on rolls every write back
         result = write()
-    else:
-        with engine.transaction():  # an exception inside rolls every write back
-            result = write()
+        if recount:
             if rate is not None and bucket is not None and rows is None:
                 check_rate(ws, bucket, result.rows, rate)
             if max_points is not None:
                 after = engine.stored_points()
                 check_points(ws, stored, after, max_points, result.rows)
-    # accepted: the points went through the bucket and are stored
-    if bucket is not None:
-        quota.bucket = bucket.taken(result.rows)
-    if max_points is None:
-        quota.stored = None  # not kept while unlimited: counted afresh once a limit is set
-    elif recount:
-        quota.stored = after
-    else:
-        quota.stored = stored + result.written  # ≥ the true count (written includes replaced)
+        # accepted: the points went through the bucket and are stored
+        if bucket is not None:
+            quota.bucket = bucket.taken(result.rows)
+        if max_points is None:
+            quota.stored = None  # not kept while unlimited: counted afresh once a limit is set
+        elif recount:
+            quota.stored = after
+        else:
+            quota.stored = stored + result.written  # ≥ the true count (written includes replaced)
+        engine.put_quota_state(quota)
     return result
 
 
@@ -110,18 +120,23 @@ def usage_of(st: WorkspaceState) -> dict[str, Any]:
     usage now: KPI definitions, stored points, and the points it may ingest at once. Under
     the lock."""
     limits = limits_of(st)
-    quota = st.quota
-    points = st.engine.stored_points()
-    if limits.max_points is not None:
-        quota.stored = points
+    engine = st.engine
+    points = engine.stored_points()
     rate = limits.ingest_points_per_minute
-    available = (quota.bucket_at(st.clock.now(), rate).available() if rate is not None
-                 else None)
+    available = None
+    if rate is not None or limits.max_points is not None:
+        with engine.transaction():
+            quota = engine.quota_state(lock=True)
+            if limits.max_points is not None:
+                quota.stored = points
+            if rate is not None:
+                available = quota.bucket_at(st.clock.now(), rate).available()
+            engine.put_quota_state(quota)
     return {"workspace": st.workspace,
             "quotas": limits.model_dump(),
             "server_defaults": server_defaults(st).model_dump(),
             "workspace_overrides": st.options.quotas.model_dump(),
-            "usage": {"kpis": len(list(st.engine.registry)), "points": points,
+            "usage": {"kpis": len(list(engine.registry)), "points": points,
                       "ingest_points_available": available}}
 
 

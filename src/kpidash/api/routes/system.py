@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi import APIRouter, Response
 
 from kpidash.api.deps import Shared
+from kpidash.store.base import redact_url
 
 router = APIRouter(tags=["system"])
 
@@ -16,8 +18,11 @@ async def health(st: Shared) -> dict[str, Any]:
     from importlib.metadata import version
 
     version_ = await st.run(st.engine.store.schema_version)
-    return {"status": "ok", "version": version("kpidash"), "store": st.engine.store.url,
-            "schema_version": version_, "live_clients": len(st.hub.clients)}
+    return {"status": "ok", "version": version("kpidash"), "store": redact_url(st.engine.store.url),
+            "schema_version": version_, "live_clients": len(st.hub.clients),
+            "worker": {"pid": os.getpid(), "id": st.peers.node,
+                       "runs_alert_ticks": st.leading}}
+
 
 
 @router.get("/metrics", summary="Prometheus metrics (no auth)")

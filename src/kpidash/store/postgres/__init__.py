@@ -23,13 +23,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from kpidash.errors import SchemaVersionError, StoreError
 from kpidash.model import DEFAULT_WORKSPACE
+from kpidash.store.base import redact_url
 from kpidash.store.duckdb.accounts import AccountTables
 from kpidash.store.duckdb.alerts import AlertTables
 from kpidash.store.duckdb.audit import AuditTables
@@ -79,17 +79,17 @@ class PostgresStore(PgCoordination, PgPoints, PostgresWorkspaces,
             psycopg.connect(conninfo, connect_timeout=self._connect_timeout).close()
         except psycopg.Error as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise StoreError(f"cannot connect to PostgreSQL at {_redact(url)}: {reason}"
+            raise StoreError(f"cannot connect to PostgreSQL at {redact_url(url)}: {reason}"
                              ) from None
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             conninfo, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
             kwargs={"autocommit": True}, configure=configure,
-            name=f"kpidash {_redact(url)}")
+            name=f"kpidash {redact_url(url)}")
         try:
             pool.open(wait=True, timeout=timeout)
         except PoolTimeout:
             pool.close()
-            raise StoreError(f"cannot connect to PostgreSQL at {_redact(url)} within "
+            raise StoreError(f"cannot connect to PostgreSQL at {redact_url(url)} within "
                              f"{timeout:g} s; is the server running and the URL right?") from None
         self._con = PgConnection(pool)
         try:
@@ -151,12 +151,3 @@ class PostgresStore(PgCoordination, PgPoints, PostgresWorkspaces,
     def transaction(self) -> Iterator[None]:
         with self._con.transaction():
             yield
-
-
-def _redact(url: str) -> str:
-    """The URL without its password (for messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
