@@ -41,6 +41,9 @@ class Settings(BaseSettings):
         default=None, description="token signing key (≥ 32 characters); no default")
     host: str = Field(default="127.0.0.1", description="address the server listens on")
     port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(
+        default=1, ge=1, le=64, description="server processes; more than one needs a "
+        "PostgreSQL store (they share it, and one of them runs the alert ticks)")
     cors_origins: list[str] = Field(
         default_factory=list, description="browser origins allowed to call the API")
     max_body_bytes: int = Field(

@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, 10)
             st.peers.stop()
+            st.metrics.close()
             st.locked(engine.close)
 
     from importlib.metadata import version

@@ -4,7 +4,8 @@ refresher that renders subscribed dashboards and pushes what changed.
 WebSocket protocol (JSON messages)::
 
     → {"type": "auth", "token": "<access token>"}        first, within 10 s (never in the URL)
-    ← {"type": "ready", "user": "ana", "role": "analyst"}
+    ← {"type": "ready", "user": "ana", "role": "analyst", "worker": "<id>"}
+                                                        (the server process it talks to)
     → {"type": "subscribe", "dashboard": "<id>" | "__all__", "theme": "dark"?,
        "workspace": "<id>"?}                            (the server's own workspace if absent)
     ← {"type": "dashboard", "id": "<id>", "data": {…widgets…}}   now, and whenever it changes
@@ -111,7 +112,8 @@ async def websocket(ws: WebSocket) -> None:
     st.metrics.ws_clients.set(len(st.hub.clients))
     sender = asyncio.create_task(_send(ws, client))
     try:
-        await ws.send_json({"type": "ready", "user": claims.username, "role": claims.role})
+        await ws.send_json({"type": "ready", "user": claims.username, "role": claims.role,
+                            "worker": st.peers.node})
         while True:
             msg = await ws.receive_json()
             kind = msg.get("type") if isinstance(msg, dict) else None

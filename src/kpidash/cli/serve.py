@@ -13,6 +13,7 @@ import typer
 
 from kpidash.cli._shared import err, out, progress, settings
 from kpidash.errors import ConfigError, Conflict, InputError
+from kpidash.store.base import redact_url
 
 users_app = typer.Typer(help="User accounts (the first admin is created here).",
                         no_args_is_help=True)
@@ -61,6 +62,9 @@ def serve(
     clients: Annotated[int, typer.Option(
         help="With --demo: also N (0-20) demo client workspaces client-1 … client-N (own "
         "time zone, currency and data).")] = 0,
+    workers: Annotated[int | None, typer.Option(
+        help="Server processes [KPIDASH_WORKERS]; more than 1 needs a PostgreSQL store.")
+                       ] = None,
 ) -> None:
     """Run the API server (OpenAPI docs at /docs)."""
     import uvicorn
@@ -69,7 +73,9 @@ def serve(
     from kpidash.engine import Engine
 
     _check_clients(clients, demo)
-    cfg = settings(host=host, port=port, **({"mode": "demo"} if demo else {}))
+    cfg = settings(host=host, port=port, workers=workers,
+                   **({"mode": "demo"} if demo else {}))
+    _check_workers(cfg)
     if cfg.secret is None and cfg.mode in ("dev", "demo"):
         from pydantic import SecretStr
 
@@ -84,9 +90,14 @@ def serve(
     if demo:
         login = _load_demo(engine, cfg, days)
         lines = _load_clients(engine, cfg, days, clients)
-    app = create_app(cfg, engine=engine)
     url = f"http://{cfg.host}:{cfg.port}"
-    out.print(f"kpidash serving {engine.store.url} at {url}  (API docs: {url}/docs)",
+    store_url = redact_url(engine.store.url)
+    if cfg.workers > 1:
+        engine.close()  # each worker opens its own connections
+    else:
+        app = create_app(cfg, engine=engine)
+    processes = f", {cfg.workers} worker processes" if cfg.workers > 1 else ""
+    out.print(f"kpidash serving {store_url} at {url}{processes}  (API docs: {url}/docs)",
               markup=False)
     if login:
         out.print(f"demo login: user {login[0]!r}, password {login[1]!r} (shown once)",
@@ -96,8 +107,44 @@ def serve(
     sys.stdout.flush()
     # no per-message deflate: a dashboard push would be compressed once per client (500
     # clients × 31 KB); dashboards are small and the loopback/LAN is not the bottleneck
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning",
-                ws_per_message_deflate=False)
+    if cfg.workers == 1:
+        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning",
+                    ws_per_message_deflate=False)
+        return
+    _serve_workers(cfg)
+
+
+def _check_workers(cfg: Any) -> None:
+    """Several workers share one store: refused (one line) unless it is PostgreSQL."""
+    if cfg.workers > 1 and not cfg.db.startswith(("postgresql:", "postgres:")):
+        raise ConfigError(
+            f"--workers {cfg.workers} needs a PostgreSQL store (KPIDASH_DB=postgresql://…): "
+            f"the DuckDB file {cfg.db} is opened by one process. Serve it with one worker, or "
+            "copy it to PostgreSQL first with `kpidash migrate`")
+
+
+def _serve_workers(cfg: Any) -> None:
+    """uvicorn's process manager with ``cfg.workers`` processes on one listening socket
+    (it restarts a worker that dies), each building its app from ``cfg``
+    (kpidash.api.worker), Prometheus metrics added up over the workers."""
+    import os
+    import shutil
+    import tempfile
+
+    import uvicorn
+
+    from kpidash.api.metrics import MULTIPROC_ENV
+    from kpidash.api.worker import SETTINGS_ENV, settings_json
+
+    metrics_dir = tempfile.mkdtemp(prefix="kpidash-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    os.environ[SETTINGS_ENV] = settings_json(cfg)
+    try:
+        uvicorn.run("kpidash.api.worker:app", factory=True, workers=cfg.workers,
+                    host=cfg.host, port=cfg.port, log_level="warning",
+                    ws_per_message_deflate=False)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _load_demo(engine: Any, cfg: Any, days: int) -> tuple[str, str]:
