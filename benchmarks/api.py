@@ -6,6 +6,7 @@ Usage::
                                        [--load-procs 1] [--clients 500] [--ws-procs 2]
                                        [--rounds 5] [--batch 10000] [--ingest-clients 2]
                                        [--skip-render] [--skip-ingest] [--skip-ws]
+                                       [--postgres [URL]] [--workers 1,2]
 
 The REAL server runs in its own process: ``.venv/bin/kpidash serve --demo --days N --port P``
 with ``KPIDASH_DB`` in a temporary folder (the demo data is generated deterministically by
@@ -38,6 +39,13 @@ RSS (VmHWM from ``/proc/<pid>/status``) was read.
    just before the POST (``time.monotonic`` is one system-wide clock on Linux, so it compares
    across processes). Figures per round: p50 / p99 / max, and the time until the last
    (500th) client; target ≤ 500 ms for the 500th client.
+
+``--postgres [URL]`` serves a PostgreSQL store instead of the DuckDB file (a fresh database
+per run on the server at URL, whose role may create databases, or on a throwaway server
+started for the run: see ``_pg.py``), and ``--workers 1,2`` runs everything once per worker
+count (``kpidash serve --workers N``; more than one needs ``--postgres``), then prints the
+runs side by side. Server CPU and RSS then cover the whole process tree (the workers are
+children of ``kpidash serve``).
 
 The machine has 2 cores and the load generators share them with the server: the figures
 are a floor for what the server does on its own. Prints figures and MET/MISSED verdicts;
@@ -91,18 +99,20 @@ def pct(values: list[float], p: float) -> float:
 
 
 class Server:
-    def __init__(self, days: int, workdir: Path, tick: float) -> None:
+    def __init__(self, days: int, workdir: Path, tick: float, db: str | None = None,
+                 workers: int = 1) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "KPIDASH_DB": str(workdir / "api.duckdb"),
+        env = {**os.environ, "KPIDASH_DB": db or str(workdir / "api.duckdb"),
                "KPIDASH_REFRESH_TICK_SECONDS": str(tick), "COLUMNS": "300",
                "PYTHONUNBUFFERED": "1"}
         env.pop("KPIDASH_SECRET", None)
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [str(KPIDASH), "serve", "--demo", "--days", str(days), "--port", str(self.port)],
+            [str(KPIDASH), "serve", "--demo", "--days", str(days), "--port", str(self.port),
+             "--workers", str(workers)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -133,23 +143,39 @@ class Server:
             time.sleep(0.2)
         raise RuntimeError("server did not start in time:\n" + "\n".join(self.lines[-30:]))
 
-    def peak_rss_mib(self) -> dict[str, float]:
-        out = {}
+    def pids(self) -> list[int]:
+        """The server process and its worker processes (children)."""
+        import psutil
+
         try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                key, _, rest = line.partition(":")
-                if key in ("VmHWM", "VmRSS"):
-                    out[key] = int(rest.split()[0]) / 1024
-        except OSError:
-            pass
+            me = psutil.Process(self.proc.pid)
+            return [me.pid, *(c.pid for c in me.children(recursive=True))]
+        except psutil.Error:
+            return [self.proc.pid]
+
+    def peak_rss_mib(self) -> dict[str, float]:
+        """VmHWM and VmRSS summed over the server's processes (MiB)."""
+        out: dict[str, float] = {}
+        for pid in self.pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    key, _, rest = line.partition(":")
+                    if key in ("VmHWM", "VmRSS"):
+                        out[key] = out.get(key, 0.0) + int(rest.split()[0]) / 1024
+            except OSError:
+                pass
         return out
 
     def cpu_seconds(self) -> float:
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            return float("nan")
+        """CPU seconds of the server's processes (user + system)."""
+        total = 0.0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, IndexError, ValueError):
+                continue
+        return total
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -526,14 +552,51 @@ def main() -> None:
     ap.add_argument("--skip-render", action="store_true")
     ap.add_argument("--skip-ingest", action="store_true")
     ap.add_argument("--skip-ws", action="store_true")
+    ap.add_argument("--postgres", nargs="?", const="", default=None, metavar="URL",
+                    help="serve a PostgreSQL store: a server URL whose role may create "
+                         "databases, or no URL for a throwaway server")
+    ap.add_argument("--workers", default="1",
+                    help="server processes (comma-separated runs; > 1 needs --postgres)")
     args = ap.parse_args()
     conns = [int(c) for c in str(args.connections).split(",") if c.strip()]
+    counts = [int(w) for w in str(args.workers).split(",") if w.strip()]
+    if any(w > 1 for w in counts) and args.postgres is None:
+        raise SystemExit("--workers above 1 needs --postgres (a DuckDB file has one process)")
 
     print(f"machine: {os.cpu_count()} cores, shared by the server and the load generators "
           "(the figures are a floor for the server alone)")
+    runs: list[tuple[str, list[tuple[str, str, str, str]]]] = []
+    with contextlib.ExitStack() as stack:
+        pg_base = None
+        if args.postgres is not None:
+            sys.path.insert(0, str(HERE))
+            import _pg
+
+            pg_base = stack.enter_context(_pg.server(args.postgres))
+        for n in counts:
+            db = None
+            if pg_base is not None:
+                db = _pg.recreate_database(pg_base, f"kpidash_bench_api_{n}")
+            store = "PostgreSQL" if db else "DuckDB"
+            print(f"\n##### {store}, {n} worker process{'es' if n > 1 else ''}")
+            runs.append((f"{store}, {n} worker{'s' if n > 1 else ''}",
+                         bench_one(args, conns, db, n)))
+            if pg_base is not None:
+                _pg.drop_database(pg_base, f"kpidash_bench_api_{n}")
+    if len(runs) > 1:
+        print("\n" + f"{'measure':<34}" + "".join(f"{name:<40}" for name, _ in runs))
+        for i, (measure, *_rest) in enumerate(runs[0][1]):
+            print(f"{measure:<34}" + "".join(f"{rows[i][1] if i < len(rows) else '':<40}"
+                                              for _, rows in runs))
+    sys.stdout.flush()
+
+
+def bench_one(args: Any, conns: list[int], db: str | None,
+              workers: int) -> list[tuple[str, str, str, str]]:
+    """Every selected phase against one server; prints its figures, returns its rows."""
     rows: list[tuple[str, str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="kpidash-bench-api-") as tmp:
-        server = Server(args.days, Path(tmp), args.tick)
+        server = Server(args.days, Path(tmp), args.tick, db, workers)
         rss: dict[str, float] = {}
         try:
             started = server.wait_ready()
@@ -648,8 +711,10 @@ def main() -> None:
     for name, fig, target, v in rows:
         print(f"{name:<34}{fig:<40}{target:<32}{v}")
     print(f"server peak RSS {rss.get('VmHWM', float('nan')):,.0f} MiB (VmHWM; "
-          f"{rss.get('VmRSS', float('nan')):,.0f} MiB resident at the end)")
+          f"{rss.get('VmRSS', float('nan')):,.0f} MiB resident at the end; summed over its "
+          f"{workers + (workers > 1)} process(es))")
     sys.stdout.flush()
+    return rows
 
 
 if __name__ == "__main__":

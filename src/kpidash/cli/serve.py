@@ -13,7 +13,6 @@ import typer
 
 from kpidash.cli._shared import err, out, progress, settings
 from kpidash.errors import ConfigError, Conflict, InputError
-from kpidash.store.base import redact_url
 
 users_app = typer.Typer(help="User accounts (the first admin is created here).",
                         no_args_is_help=True)
@@ -91,7 +90,7 @@ def serve(
         login = _load_demo(engine, cfg, days)
         lines = _load_clients(engine, cfg, days, clients)
     url = f"http://{cfg.host}:{cfg.port}"
-    store_url = redact_url(engine.store.url)
+    store_url = engine.store_label
     if cfg.workers > 1:
         engine.close()  # each worker opens its own connections
     else:

@@ -39,7 +39,7 @@ from kpidash.model import (
     Series,
 )
 from kpidash.settings import Settings
-from kpidash.store.base import AggSpec, Store, open_store
+from kpidash.store.base import AggSpec, Store, open_store, redact_url
 
 if TYPE_CHECKING:  # the analysis services import scipy (~0.7 s): loaded when first used
     from kpidash.core.quota import QuotaState
@@ -103,6 +103,11 @@ class Engine(AlertsMixin, InsightsMixin):
 
     def close(self) -> None:
         self.store.close()
+
+    @property
+    def store_label(self) -> str:
+        """The store's URL without a password (for messages)."""
+        return redact_url(self.store.url)
 
     def __enter__(self) -> Engine:
         return self
