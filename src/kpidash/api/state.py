@@ -37,6 +37,12 @@ T = TypeVar("T")
 ACCOUNT_READS = frozenset({"verify", "get_user", "get_dashboard", "role_in",
                            "verify_ingest_token"})
 ACCOUNT_CACHE_SECONDS = timedelta(seconds=1)
+# Accounts methods that are not cached reads (so counted as writes above) yet change nothing
+# another worker may have cached: not announced to the other workers (a dashboard list would
+# otherwise empty every worker's cache; a login adds a session nobody has looked up yet)
+ACCOUNT_LOCAL = frozenset({"count_admins", "get_user_by_name", "get_workspace",
+                           "is_server_admin", "list_dashboards", "list_ingest_tokens",
+                           "list_users", "list_workspaces", "login", "members", "sessions"})
 
 
 @dataclass(frozen=True)
@@ -98,12 +104,13 @@ class AppState:
             if not callable(fn) or getattr(fn, "__self__", None) is not acc:
                 continue
 
-            def wrapped(*args: Any, _fn: Callable[..., Any] = fn, **kwargs: Any) -> Any:
+            def wrapped(*args: Any, _fn: Callable[..., Any] = fn,
+                        _announce: bool = name not in ACCOUNT_LOCAL, **kwargs: Any) -> Any:
                 self.account_generation += 1
                 try:
                     return _fn(*args, **kwargs)
                 finally:
-                    self.accounts_changed()
+                    self.accounts_changed(announce=_announce)
 
             setattr(acc, name, wrapped)
 
