@@ -178,6 +178,22 @@ def smtp_server() -> Iterator[Callable[..., SmtpReceiver]]:
 # -- the kpidash API on a real server ---------------------------------------------------------
 
 
+def eventually(check: Callable[[], Any], what: str, timeout: float = 20.0,
+               pause: float = 0.05) -> Any:
+    """``check()``'s first truthy result, polled every ``pause`` s; fails the test naming
+    ``what`` after ``timeout`` s (for what another process or thread does in its own time)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:g} s: {what}")
+        time.sleep(pause)
+
+
 def wait_for_health(url: str, alive: Callable[[], bool], timeout: float = 30.0) -> None:
     """Poll ``url``/api/v1/health until it answers 200; fail when ``alive()`` turns false or
     ``timeout`` seconds pass."""

@@ -11,7 +11,7 @@ the real ``kpidash serve --workers 2``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -26,23 +26,12 @@ from kpidash.settings import Settings
 from kpidash.store import open_store
 from kpidash.store.base import redact_url
 from kpidash.store.migrate import migrate
+from loopback import eventually
 
 from .conftest import NOW, SECRET, Api, Template, accounts_for, assert_error, point
 from .test_live import card, connected, dashboard, receive
 
 WAIT = 10.0
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    """``check()``'s first truthy result; fails naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout} s: {what}")
-        time.sleep(0.02)
 
 
 @contextmanager

@@ -27,22 +27,17 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from kpidash.api.live import LEADERSHIP_CHECK_SECONDS
-from loopback import HttpReceiver, free_port, http_server, wait_for_health  # noqa: F401
+from loopback import (  # noqa: F401
+    HttpReceiver,
+    eventually,
+    free_port,
+    http_server,
+    wait_for_health,
+)
 
 EXE = shutil.which("kpidash") or str(Path(sys.executable).parent / "kpidash")
 SECRET = "kpidash-workers-test-" + "0123456789" * 3
 WAIT = 20.0
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout} s: {what}")
-        time.sleep(0.1)
 
 
 def health(base: str) -> dict[str, Any]:
