@@ -109,7 +109,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
             st.changed.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, 10)
-            st.peers.stop()
+            await st.peers.stop()
             st.metrics.close()
             st.locked(engine.close)
 

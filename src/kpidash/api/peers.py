@@ -66,6 +66,7 @@ class Peers:
         self.node = secrets.token_hex(8)
         """This worker's id in messages (random per process start; results never use it)."""
         self.heard = 0
+        """Messages of other workers applied (for tests and debugging)."""
         self.sent = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: Listener | None = None
@@ -89,17 +90,20 @@ class Peers:
         self._sender.start()
         self._listener = self.store.listen(self._heard)
 
-    def stop(self) -> None:
-        """Send what is queued, then stop listening and sending."""
-        if self._sender is not None:
-            self._outbox.put(_STOP)
-            self._sender.join(timeout=10)
-            self._sender = None
+    async def stop(self) -> None:
+        """Stop listening, finish what applies the others' changes, send what is queued."""
+        import anyio
+
         if self._listener is not None:
-            self._listener.close()
+            await anyio.to_thread.run_sync(self._listener.close)
             self._listener = None
         for task in self._tasks:
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._sender is not None:
+            self._outbox.put(_STOP)
+            await anyio.to_thread.run_sync(self._sender.join, 10)
+            self._sender = None
 
     # -- announcing --------------------------------------------------------------------------
 
@@ -107,7 +111,7 @@ class Peers:
         """Tell the other workers (never blocks; a no-op on a store of one process). Call
         after the change committed. ``kpis`` lists too long for one message become null
         (= every KPI of the workspace)."""
-        if not self.shared:
+        if self._sender is None:  # a store of one process, or the app is not serving
             return
         doc = {"v": VERSION, "node": self.node, "kind": kind, "ws": workspace, **fields}
         if isinstance(doc.get("kpis"), list | tuple | set | frozenset):
@@ -136,7 +140,7 @@ class Peers:
         if loop is None or loop.is_closed():
             return
         if text is None:
-            loop.call_soon_threadsafe(self._spawn, self.resync())
+            loop.call_soon_threadsafe(self._spawn, None)
             return
         try:
             doc = json.loads(text)
@@ -145,9 +149,11 @@ class Peers:
             return
         if not isinstance(doc, dict) or doc.get("v") != VERSION or doc.get("node") == self.node:
             return
-        loop.call_soon_threadsafe(self._spawn, self.apply(doc))
+        loop.call_soon_threadsafe(self._spawn, doc)
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, doc: dict[str, Any] | None) -> None:
+        """In the event loop: apply ``doc`` (None: resync) in a task of its own."""
+        work = self.resync() if doc is None else self.apply(doc)
         task: asyncio.Task[None] = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._done)
@@ -237,8 +243,3 @@ class Peers:
             self._bump(scope, None)
             scope.alerts_changed(announce=False)
         st.changed.set()
-
-    def status(self) -> dict[str, Any]:
-        return {"node": self.node, "shared": self.shared, "sent": self.sent,
-                "heard": self.heard}
-
