@@ -15,6 +15,7 @@ import pytest
 
 from kpidash.core.batch import CleanBatch, validate
 from kpidash.core.registry import build_registry
+from kpidash.errors import NotFound
 from kpidash.model import Aggregation, Grain
 from kpidash.store.base import AggSpec
 from kpidash.store.duckdb import DuckDBStore
@@ -230,6 +231,9 @@ def test_threads_share_the_pool_and_a_transaction_stays_on_its_thread(
 def test_many_threads_at_once_on_a_small_pool(pg_database: str) -> None:
     store = PostgresStore(pg_database, min_size=1, max_size=2)
     try:
+        for k in range(3):
+            store.ensure_workspace(f"ws{k}")
+
         def work(n: int) -> None:
             store.write_points(f"ws{n % 3}", batch([T0 + timedelta(days=n)], [float(n)]), NOW)
 
@@ -330,3 +334,51 @@ def test_a_bulk_load_leaves_the_planner_statistics(pg: PostgresStore) -> None:
     (analyzed,) = pg._con.execute(
         "SELECT count(*) FROM pg_stats WHERE tablename = 'points'").fetchone()
     assert analyzed > 0
+
+
+# -- a workspace deleted by one process while another writes into it ---------------------------
+
+
+def test_a_workspace_deletion_waits_for_a_write_in_flight_and_takes_its_points(
+        pg: PostgresStore, pg_database: str) -> None:
+    """Two processes (two stores): one writes points into a workspace inside a transaction,
+    the other deletes the workspace meanwhile. The deletion waits for the write to commit
+    and then deletes its points too; a write after the deletion is refused. No points are
+    left for a workspace that no longer exists."""
+    pg.create_workspace("acme", "Acme", None, NOW)
+    other = PostgresStore(pg_database)
+    written, release, deleted = threading.Event(), threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with pg.transaction():
+                pg.write_points("acme", batch([T0, T0 + timedelta(days=1)], [1.0, 2.0]), NOW)
+                written.set()
+                release.wait(10)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def delete() -> None:
+        other.delete_workspace("acme")
+        deleted.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert written.wait(10)
+        deleter = threading.Thread(target=delete)
+        deleter.start()
+        assert not deleted.wait(0.5), "the deletion did not wait for the write in flight"
+        release.set()
+        writer.join(10)
+        deleter.join(10)
+        assert deleted.is_set() and errors == []
+        assert pg.workspace("acme") is None
+        assert pg.point_count("acme") == 0 and pg.series_count("acme") == 0
+        with pytest.raises(NotFound, match="no workspace 'acme'"):
+            pg.write_points("acme", batch([T0], [3.0]), NOW)
+        assert pg.point_count("acme") == 0
+    finally:
+        release.set()
+        other.close()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from workspace_data import NOW, catalog, fill, raw_snapshot
+from workspace_data import NOW, T0, batch, catalog, fill, raw_snapshot
 
-from kpidash.errors import Conflict, ValidationFailed
+from kpidash.errors import Conflict, NotFound, ValidationFailed
 from kpidash.store.base import Store
 from kpidash.store.duckdb.workspaces import (
     GLOBAL_TABLES,
@@ -86,6 +86,15 @@ def test_delete_removes_every_row_of_the_workspace(store: Store) -> None:
     assert not any(raw_snapshot(store, "a").values())
     assert store.workspace("a") is None
     assert store.delete_workspace("a") == dict.fromkeys(counts, 0)
+
+
+def test_points_are_never_written_into_a_workspace_that_does_not_exist(store: Store) -> None:
+    fill(store, "a", 1.0)
+    store.delete_workspace("a")
+    for ws in ("a", "never-made"):
+        with pytest.raises(NotFound, match=f"no workspace '{ws}'"):
+            store.write_points(ws, batch([("sales", T0, 1.0, {"region": "EU"})]), NOW)
+        assert store.point_count(ws) == 0 and store.series_count(ws) == 0
 
 
 def test_delete_leaves_other_workspaces_byte_for_byte(store: Store) -> None:

@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 
 from kpidash.core.aggregate import LOCAL_GRAINS, AggRows
 from kpidash.core.batch import SERIES_KEY_SEP, CleanBatch
-from kpidash.errors import SchemaVersionError, StoreError
+from kpidash.errors import NotFound, SchemaVersionError, StoreError
 from kpidash.model import DEFAULT_WORKSPACE, Aggregation, Grain
 from kpidash.store.base import AggSpec, WriteStats
 from kpidash.store.coordination import LocalCoordination
@@ -140,6 +140,9 @@ class DuckDBStore(AuditTables, OutboxTable, AlertTables, UsageTables, AccountTab
             return WriteStats(0, 0, 0)
         con = self._con
         with self.transaction():
+            if not self._run("SELECT 1 FROM workspaces WHERE id = ?", [workspace]):
+                raise NotFound(f"no workspace {workspace!r}: points are written into an "
+                               "existing workspace (deleted meanwhile?)")
             keys_enc = pc.dictionary_encode(batch.series_key)
             uniq = keys_enc.dictionary
             codes = np.asarray(keys_enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)

@@ -43,6 +43,7 @@ import pyarrow.csv as pacsv
 
 from kpidash.core.aggregate import LOCAL_GRAINS, AggRows
 from kpidash.core.batch import SERIES_KEY_SEP, CleanBatch
+from kpidash.errors import NotFound
 from kpidash.model import Aggregation, Grain
 from kpidash.store.base import AggSpec, WriteStats
 from kpidash.store.duckdb.periods import batch_spacing, from_epoch_us
@@ -121,6 +122,14 @@ class PgPoints:
         else:
             created = False
         with self._con.transaction(), self._con.connection() as con:
+            # the workspace row stays share-locked until the write commits: a deletion of the
+            # workspace by another process (delete_workspace locks the row first) waits for
+            # it and then deletes these points too, or ran first and this write is refused —
+            # never points left behind for a workspace that no longer exists
+            if con.execute("SELECT 1 FROM workspaces WHERE id = %s FOR SHARE",
+                           [workspace]).fetchone() is None:
+                raise NotFound(f"no workspace {workspace!r}: points are written into an "
+                               "existing workspace (deleted meanwhile?)")
             if len(batch) >= BIG_BATCH:  # the upsert's sort and hash fit in memory
                 con.execute(f"SET LOCAL work_mem = '{BIG_BATCH_WORK_MEM}'")
             keys_enc = pc.dictionary_encode(batch.series_key)

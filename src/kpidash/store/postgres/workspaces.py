@@ -73,6 +73,14 @@ class PostgresWorkspaces(WorkspaceTables):
                     self._partition_months(con, ts)
         return super().import_workspace(workspace, tables, now)
 
+    def delete_workspace(self, workspace: str) -> dict[str, int]:
+        """Lock the workspace row first: writes of points in flight in other processes
+        (which share-lock it, see PgPoints.write_points) finish before the rows are deleted,
+        and later ones find no workspace."""
+        with self.transaction():
+            self._q("SELECT 1 FROM workspaces WHERE id = ? FOR UPDATE", [workspace])
+            return super().delete_workspace(workspace)
+
     def _lock_workspace(self, workspace: str) -> None:
         self._q("SELECT pg_advisory_xact_lock(?, hashtext(?))", [_IMPORT_LOCK, workspace])
 
