@@ -58,6 +58,13 @@ def workers(base: str, tries: int = 300) -> dict[int, bool]:
     return seen
 
 
+def alert_ticks(base: str) -> float:
+    """Alert-manager ticks so far, summed over the workers (/metrics)."""
+    m = re.search(r"^kpidash_alert_ticks_total (\S+)$", httpx.get(f"{base}/metrics").text,
+                  re.MULTILINE)
+    return float(m.group(1)) if m else 0.0
+
+
 def receive(ws: ClientConnection, until: Callable[[dict[str, Any]], bool],
             timeout: float = WAIT) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
@@ -182,7 +189,9 @@ def test_two_workers_serve_one_postgresql_store(
                 for a in m["items"]))
             assert alerts["workspace"] == "default"
         eventually(lambda: hook.requests, "the webhook is called")
-        time.sleep(3)  # three more ticks: nobody sends it again
+        ticks = alert_ticks(base)
+        eventually(lambda: alert_ticks(base) >= ticks + 3,
+                   "three more alert ticks (nobody may send it again)")
         firing = [q for q in hook.requests if "signups_spike" in q.body.decode()]
         assert len(firing) == 1, [q.body[:200] for q in hook.requests]
 

@@ -65,9 +65,6 @@ class Peers:
         self.store = st.engine.store
         self.node = secrets.token_hex(8)
         """This worker's id in messages (random per process start; results never use it)."""
-        self.heard = 0
-        """Messages of other workers applied (for tests and debugging)."""
-        self.sent = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: Listener | None = None
         self._outbox: queue.Queue[object] = queue.Queue()
@@ -128,7 +125,6 @@ class Peers:
                 return
             try:
                 self.store.publish(str(item))
-                self.sent += 1
             except Exception:  # the others' caches then expire by time (see the docstring)
                 log.warning("could not announce a change to the other workers", exc_info=True)
 
@@ -165,7 +161,6 @@ class Peers:
 
     async def apply(self, doc: dict[str, Any]) -> None:
         """Apply another worker's message in this one (see the module docstring)."""
-        self.heard += 1
         st, kind, ws = self.st, doc.get("kind"), doc.get("ws")
         if kind == "accounts":
             st.accounts_changed(announce=False)

@@ -395,7 +395,6 @@ class Store(Protocol):
         """(first ts, last ts) of the stored points, or None when there are none."""
         ...
 
-
     # -- quota state (store/duckdb/quota_state.py) -------------------------------------------
 
     def quota_state(self, workspace: str, *, lock: bool = False) -> QuotaState:
@@ -422,10 +421,14 @@ class Store(Protocol):
         ...
 
 
+SERVER_SCHEMES = ("postgresql:", "postgres:")
+"""URL prefixes of a store on a database server (PostgreSQL); anything else is DuckDB."""
+
+
 def redact_url(url: str) -> str:
     """A store URL without its password (for messages, reports and health): DuckDB paths
     unchanged, ``postgresql://user:***@host/db``."""
-    if not url.startswith(("postgresql:", "postgres:")):
+    if not url.startswith(SERVER_SCHEMES):
         return url
     parts = urlsplit(url)
     if parts.password is None:
@@ -437,7 +440,7 @@ def redact_url(url: str) -> str:
 def open_store(url: str, **options: Any) -> Store:
     """Open a store by URL: ``duckdb:PATH``, ``duckdb::memory:``, a bare path or ``:memory:``;
     ``postgresql://user:password@host:port/database`` (or ``postgres://``) for PostgreSQL."""
-    if url.startswith(("postgresql:", "postgres:")):
+    if url.startswith(SERVER_SCHEMES):
         from kpidash.store.postgres import PostgresStore
 
         return PostgresStore(url, **options)

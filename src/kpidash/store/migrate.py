@@ -82,7 +82,7 @@ def check_urls(source: str, target: str) -> None:
     """Refuse URLs that cannot make a migration: the same store twice, an in-memory store,
     a DuckDB source file that does not exist (opening it would create an empty one)."""
     if _canonical_url(source) == _canonical_url(target):
-        raise StoreError(f"--from and --to name the same store ({redact(source)}); give a new, empty "
+        raise StoreError(f"--from and --to name the same store ({redact_url(source)}); give a new, empty "
                          "target")
     for url, which in ((source, "--from"), (target, "--to")):
         if _duck_path(url) == ":memory:":
@@ -106,11 +106,6 @@ def _canonical_url(url: str) -> str:
     return path if path == ":memory:" else str(Path(path).expanduser().resolve())
 
 
-def redact(url: str) -> str:
-    """A store URL without its password (for messages and reports)."""
-    return redact_url(url)
-
-
 def check_target_empty(target: Store) -> None:
     """Conflict (one line saying what it holds) unless ``target`` holds nothing but the empty
     ``default`` workspace."""
@@ -127,7 +122,7 @@ def check_target_empty(target: Store) -> None:
         if name != "workspaces" and t.num_rows:
             held.append(f"{t.num_rows} {name.replace('_', ' ')}")
     if held:
-        raise Conflict(f"the target store {redact(target.url)} is not empty (it holds "
+        raise Conflict(f"the target store {redact_url(target.url)} is not empty (it holds "
                        f"{', '.join(held)}); migrate into a new database")
 
 
@@ -143,8 +138,8 @@ def migrate(source: Store, target: Store, *, progress: Progress | None = None,
     version = source.schema_version()
     if target.schema_version() != version:
         raise SchemaVersionError(
-            f"schema versions differ: source {redact(source.url)} is at {version}, target "
-            f"{redact(target.url)} at {target.schema_version()}; open both with the same "
+            f"schema versions differ: source {redact_url(source.url)} is at {version}, target "
+            f"{redact_url(target.url)} at {target.schema_version()}; open both with the same "
             "kpidash version (it migrates them) before copying")
     check_target_empty(target)
     report = progress or _no_progress
@@ -164,7 +159,7 @@ def migrate(source: Store, target: Store, *, progress: Progress | None = None,
         copied += _checks(GLOBAL_SCOPE, server.items())
         target.import_global(server)
         report("copy", len(copied), len(copied))
-    return MigrationReport(redact(source.url), redact(target.url), version, ids,
+    return MigrationReport(redact_url(source.url), redact_url(target.url), version, ids,
                            tuple(verify(target, copied, progress=report)))
 
 

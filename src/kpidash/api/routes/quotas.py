@@ -123,15 +123,8 @@ def usage_of(st: WorkspaceState) -> dict[str, Any]:
     engine = st.engine
     points = engine.stored_points()
     rate = limits.ingest_points_per_minute
-    available = None
-    if rate is not None or limits.max_points is not None:
-        with engine.transaction():
-            quota = engine.quota_state(lock=True)
-            if limits.max_points is not None:
-                quota.stored = points
-            if rate is not None:
-                available = quota.bucket_at(st.clock.now(), rate).available()
-            engine.put_quota_state(quota)
+    available = (engine.quota_state().bucket_at(st.clock.now(), rate).available()
+                 if rate is not None else None)
     return {"workspace": st.workspace,
             "quotas": limits.model_dump(),
             "server_defaults": server_defaults(st).model_dump(),

@@ -24,7 +24,6 @@ async def health(st: Shared) -> dict[str, Any]:
                        "runs_alert_ticks": st.leading}}
 
 
-
 @router.get("/metrics", summary="Prometheus metrics (no auth)")
 async def metrics(st: Shared) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST

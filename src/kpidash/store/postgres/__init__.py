@@ -73,6 +73,7 @@ class PostgresStore(PgCoordination, PgPoints, PostgresWorkspaces,
         self.url = url
         conninfo = "postgresql:" + url.split(":", 1)[1] if url.startswith("postgres:") else url
         self._conninfo, self._connect_timeout = conninfo, max(1, round(timeout))
+        self._coordinators = set()
         # one direct connection first: a wrong URL, password or database name is reported at
         # once with the server's reason (the pool would retry quietly until its timeout)
         try:

@@ -154,11 +154,14 @@ class PgLeadership:
 
 
 class PgCoordination:
-    """Mixed into PostgresStore: needs ``_conninfo``, ``_connect_timeout`` and ``_run``."""
+    """Mixed into PostgresStore: needs ``_conninfo``, ``_connect_timeout``, ``_run`` and
+    ``_coordinators`` (an empty set, filled with the listeners and leaderships made from the
+    store: closed with it)."""
 
     shared = True
     _conninfo: str
     _connect_timeout: int
+    _coordinators: set[PgListener | PgLeadership]
 
     if TYPE_CHECKING:  # provided by PostgresStore
         def _run(self, sql: str, params: Sequence[Any] | None = None) -> list[Any]: ...
@@ -169,24 +172,17 @@ class PgCoordination:
 
     def listen(self, on_message: OnMessage) -> Listener:
         listener = PgListener(self._conninfo, on_message, connect_timeout=self._connect_timeout)
-        self._coordinators().add(listener)
+        self._coordinators.add(listener)
         return listener
 
     def leadership(self, name: str) -> Leadership:
         lead = PgLeadership(self._conninfo, name, connect_timeout=self._connect_timeout)
-        self._coordinators().add(lead)
+        self._coordinators.add(lead)
         return lead
-
-    def _coordinators(self) -> set[Any]:
-        """The listeners and leaderships made from this store (closed with it)."""
-        found: set[Any] | None = self.__dict__.get("_coordination_parts")
-        if found is None:
-            found = self.__dict__["_coordination_parts"] = set()
-        return found
 
     def _close_coordination(self) -> None:
         """Stop the listeners and give up the leaderships made from this store."""
-        for part in list(self._coordinators()):
+        for part in list(self._coordinators):
             if isinstance(part, PgListener):
                 part.close()
             else:
