@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from counts import summary
 from kpidash.clock import FixedClock
 from kpidash.core.registry import Registry
 from kpidash.engine import Engine
@@ -110,3 +111,12 @@ def engine(tmp_path: Path, clock: FixedClock, saas: Registry) -> Iterator[Engine
     e.register(saas)
     yield e
     e.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The reliability suites' counts (tests/counts.py), when any ran."""
+    lines = summary()
+    if lines:
+        terminalreporter.write_sep("-", "reliability counts")
+        for line in lines:
+            terminalreporter.write_line(line)
