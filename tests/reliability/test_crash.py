@@ -1,0 +1,338 @@
+"""Crash safety: ``kpidash serve`` under continuous ingest is killed with SIGKILL at a
+seeded-random moment, several rounds in a row on the same store (a DuckDB file, and a
+PostgreSQL database), and after every kill:
+
+* the store opens cleanly (a copy of the DuckDB file as the kill left it, opened directly;
+  the PostgreSQL database opened by a second store) and the server restarted on it answers
+  health, with no manual repair;
+* every acknowledged batch (a 2xx answer came back) is there with all its points and their
+  exact values;
+* every batch sent but not acknowledged is wholly there or wholly absent, never in part;
+* nothing else is there (no point of a batch that was never sent).
+
+Clients: two threads posting JSON batches to ``/api/v1/ingest`` and one posting line
+protocol to ``/api/v1/write``. Every point is identifiable: batch ``b`` holds the points at
+``BASE + b × POINTS + i`` seconds (``i`` < ``POINTS``) with the value ``b × 1000 + i``.
+The moment of the kill is drawn from ``random.Random(SEED)``: after so many acknowledged
+batches (machine speed does not change which), plus a short pause that lands it mid-request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from counts import count
+from kpidash.store import open_store
+from loopback import free_port
+
+EXE = shutil.which("kpidash") or str(Path(sys.executable).parent / "kpidash")
+SECRET = "kpidash-crash-test-" + "0123456789" * 3
+PASSWORD = "PASSWORD-crash-1"
+KPI = "crash_points"
+KPIS_YAML = f"""kpis:
+  - id: {KPI}
+    name: Crash points
+    dimensions: [round, client]
+"""
+BASE = datetime(2024, 1, 1, tzinfo=UTC)
+POINTS = 25  # per batch
+ROUNDS = 3
+SEED = 1234
+MAX_BATCHES = 5_000  # per client and round (a bound; the kill comes long before)
+ROUND_SECONDS = 60.0  # longest a round's ingest may run before the kill (a bound)
+CLIENTS = ("json-1", "json-2", "lp")
+
+
+# -- the server ---------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """``kpidash serve`` in its own process group, its output in files."""
+
+    env: dict[str, str]
+    logs: Path
+    proc: subprocess.Popen[bytes] | None = None
+    base: str = ""
+    starts: int = 0
+
+    def start(self) -> None:
+        port = free_port()
+        self.starts += 1
+        out = (self.logs / f"serve-{self.starts}.log").open("wb")
+        with out:
+            self.proc = subprocess.Popen([EXE, "serve", "--port", str(port)], env=self.env,
+                                         stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        self.base = f"http://127.0.0.1:{port}"
+        self._wait_healthy()
+
+    def _wait_healthy(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                r = httpx.get(f"{self.base}/api/v1/health", timeout=5)
+                if r.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert self.proc is not None
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the server restarted on the crashed store did not answer health "
+                            f"(exit code {self.proc.poll()}):\n{self.output()}")
+            time.sleep(0.05)
+
+    def output(self) -> str:
+        path = self.logs / f"serve-{self.starts}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group (the server and any child of it)."""
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> int:
+        """A clean stop (SIGTERM); returns the exit code (negative: the signal's number)."""
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # pragma: no cover -- a hung shutdown
+            self.kill()
+            return -9
+
+    def token(self) -> str:
+        r = httpx.post(f"{self.base}/api/v1/auth/token",
+                       data={"username": "adam", "password": PASSWORD}, timeout=30)
+        assert r.status_code == 200, r.text
+        return str(r.json()["access_token"])
+
+
+def setup_store(tmp_path: Path, db: str) -> Server:
+    """The KPI file, an admin user in the store, and the server's environment."""
+    kpis = tmp_path / "kpis.yaml"
+    kpis.write_text(KPIS_YAML)
+    env = {**os.environ, "KPIDASH_DB": db, "KPIDASH_SECRET": SECRET,
+           "KPIDASH_KPIS": str(kpis), "KPIDASH_REFRESH_TICK_SECONDS": "0.2",
+           "KPIDASH_ALERT_INTERVAL_SECONDS": "1"}
+    done = subprocess.run([EXE, "users", "create", "adam", "--role", "admin",
+                           "--password-stdin"], input=PASSWORD + "\n", env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    return Server(env, logs)
+
+
+# -- the clients ----------------------------------------------------------------------------
+
+
+ACKED, SENT = "acked", "sent"
+
+
+@dataclass
+class Ledger:
+    """What each batch number became: sent (no answer, or an error) or acknowledged."""
+
+    state: dict[int, str] = field(default_factory=dict)
+    dims: dict[int, tuple[str, str]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    numbers: Iterator[int] = field(default_factory=itertools.count)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next(self, dims: tuple[str, str]) -> int:
+        with self.lock:
+            b = next(self.numbers)
+            self.state[b], self.dims[b] = SENT, dims
+            return b
+
+    def acked(self) -> int:
+        return sum(1 for s in self.state.values() if s == ACKED)
+
+
+def ts_of(b: int, i: int) -> datetime:
+    return BASE + timedelta(seconds=b * POINTS + i)
+
+
+def value_of(b: int, i: int) -> int:
+    return b * 1000 + i
+
+
+def json_body(b: int, rnd: str, client: str) -> dict[str, Any]:
+    return {"points": [{"kpi": KPI, "ts": ts_of(b, i).isoformat(), "value": value_of(b, i),
+                        "dims": {"round": rnd, "client": client}} for i in range(POINTS)]}
+
+
+def line_body(b: int, rnd: str, client: str) -> str:
+    return "".join(f"{KPI},round={rnd},client={client} value={value_of(b, i)} "
+                   f"{int(ts_of(b, i).timestamp())}\n" for i in range(POINTS))
+
+
+def ingest(base: str, token: str, client: str, rnd: str, ledger: Ledger,
+           stop: threading.Event) -> None:
+    """Post batches until the server is gone (or ``stop``), recording every answer."""
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base, headers=auth, timeout=30) as c:
+        for _ in range(MAX_BATCHES):
+            if stop.is_set():
+                return
+            b = ledger.next((rnd, client))
+            try:
+                if client == "lp":
+                    r = c.post("/api/v1/write", params={"precision": "s"},
+                               content=line_body(b, rnd, client))
+                else:
+                    r = c.post("/api/v1/ingest", json=json_body(b, rnd, client))
+            except httpx.HTTPError:  # the server died under the request: not acknowledged
+                return
+            if r.is_success:
+                ledger.state[b] = ACKED
+            else:  # the server was up and refused: not a crash, a bug
+                ledger.errors.append(f"batch {b} ({client}): {r.status_code} {r.text[:300]}")
+                return
+
+
+# -- the check --------------------------------------------------------------------------------
+
+
+def check_points(table: Any, ledger: Ledger) -> int:
+    """Every acknowledged batch whole with exact values, every other batch whole or absent,
+    nothing unknown; batches found whole become acknowledged (they must stay). Returns how
+    many points were checked."""
+    ts = table.column("ts").to_pylist()
+    values = table.column("value").to_pylist()
+    raw = table.column("raw_value").to_pylist()
+    rounds = table.column("round").to_pylist()
+    clients = table.column("client").to_pylist()
+    found: dict[int, dict[int, float]] = {}
+    problems: list[str] = []
+    for t, v, r, rnd, client in zip(ts, values, raw, rounds, clients, strict=True):
+        b, i = divmod(int((t - BASE).total_seconds()), POINTS)
+        found.setdefault(b, {})[i] = v
+        if b not in ledger.state:
+            problems.append(f"a point of batch {b}, which was never sent, is stored")
+        elif (rnd, client) != ledger.dims[b]:
+            problems.append(f"batch {b}: stored in series {(rnd, client)}, sent as "
+                            f"{ledger.dims[b]}")
+        if v != value_of(b, i) or r not in (None, v):
+            problems.append(f"batch {b} point {i}: value {v!r} (raw {r!r}), sent "
+                            f"{value_of(b, i)}")
+    for b, state in sorted(ledger.state.items()):
+        n = len(found.get(b, {}))
+        if state == ACKED and n != POINTS:
+            problems.append(f"acknowledged batch {b} has {n} of its {POINTS} points")
+        elif state == SENT and n not in (0, POINTS):
+            problems.append(f"unacknowledged batch {b} is partly stored: {n} of {POINTS} "
+                            "points")
+        elif n == POINTS:
+            ledger.state[b] = ACKED  # stored whole: must stay so from now on
+    assert not problems, f"{len(problems)} problems, the first: " + "\n".join(problems[:20])
+    count("points checked", len(ts))
+    return len(ts)
+
+
+def read_store(db: str) -> Any:
+    """The crash KPI's points, read by a store opened directly (it must open cleanly)."""
+    store = open_store(db)
+    try:
+        return store.read_points("default", KPI)
+    finally:
+        store.close()
+
+
+def snapshot(path: Path, into: Path) -> str:
+    """A copy of a DuckDB file and its WAL as the kill left them (the server restarts on
+    the original; the copy is opened here)."""
+    into.mkdir()
+    for f in (path, path.with_name(path.name + ".wal")):
+        if f.exists():
+            shutil.copy2(f, into / f.name)
+    return str(into / path.name)
+
+
+# -- the test ---------------------------------------------------------------------------------
+
+
+def crash_round(server: Server, ledger: Ledger, rnd: int, rng: random.Random) -> None:
+    """Ingest from every client, SIGKILL the server at the drawn moment, wait for the
+    clients to notice."""
+    token = server.token()
+    kill_after = ledger.acked() + rng.randint(5, 60)  # acknowledged batches, all clients
+    pause = rng.uniform(0.0, 0.03)
+    stop = threading.Event()
+    threads = [threading.Thread(target=ingest, args=(server.base, token, c, f"r{rnd}", ledger,
+                                                     stop), name=f"crash-{c}", daemon=True)
+               for c in CLIENTS]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + ROUND_SECONDS
+    while (ledger.acked() < kill_after and not ledger.errors
+           and any(t.is_alive() for t in threads) and time.monotonic() < deadline):
+        time.sleep(0.002)
+    time.sleep(pause)
+    server.kill()
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+        assert not t.is_alive(), f"client {t.name} did not stop"
+    assert not ledger.errors, f"the server refused batches before the kill:\n" + \
+        "\n".join(ledger.errors[:5]) + f"\n{server.output()}"
+    assert ledger.acked() >= kill_after, "the clients stopped before the kill"
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "postgres"])
+def test_sigkill_under_ingest_loses_no_acknowledged_point(
+        engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if engine == "postgres":
+        db = request.getfixturevalue("pg_database")
+        path = None
+    else:
+        path = tmp_path / "crash.duckdb"
+        db = str(path)
+    server = setup_store(tmp_path, db)
+    rng = random.Random(SEED)
+    ledger = Ledger()
+    try:
+        server.start()
+        for rnd in range(1, ROUNDS + 1):
+            crash_round(server, ledger, rnd, rng)
+            # the store as the kill left it opens cleanly and holds the acknowledged batches
+            check_points(read_store(db if path is None
+                                    else snapshot(path, tmp_path / f"kill-{rnd}")), ledger)
+            server.start()  # … and the server starts on it, answering health
+            count("crash rounds survived")
+        # the restarted server serves all of it: its yearly sum is the stored points'
+        r = httpx.get(f"{server.base}/api/v1/series/{KPI}",
+                      params={"grain": "year", "from": "2023-01-01T00:00:00Z",
+                              "to": "2025-01-01T00:00:00Z"},
+                      headers={"Authorization": f"Bearer {server.token()}"}, timeout=60)
+        assert r.status_code == 200, r.text
+        served = sum(v for s in r.json() for v in s["values"] if v is not None)
+        # uvicorn re-raises the SIGTERM after its graceful shutdown
+        assert server.stop() in (0, -signal.SIGTERM), server.output()
+        table = read_store(db)
+        check_points(table, ledger)
+        assert served == sum(table.column("value").to_pylist())
+    finally:
+        if server.proc is not None and server.proc.poll() is None:
+            server.kill()
