@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -295,7 +295,7 @@ def crash_round(server: Server, ledger: Ledger, rnd: int, rng: random.Random) ->
     for t in threads:
         t.join(timeout=60)
         assert not t.is_alive(), f"client {t.name} did not stop"
-    assert not ledger.errors, f"the server refused batches before the kill:\n" + \
+    assert not ledger.errors, "the server refused batches before the kill:\n" + \
         "\n".join(ledger.errors[:5]) + f"\n{server.output()}"
     assert ledger.acked() >= kill_after, "the clients stopped before the kill"
 
