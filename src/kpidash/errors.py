@@ -22,7 +22,8 @@
     ├── QuotaExceeded                 a workspace quota refuses the request; ``retry_after`` s
     ├── QueryError                    a query that cannot be answered as asked
     └── StoreError                    the storage backend failed or is incompatible
-        └── SchemaVersionError        the database was written by a newer kpidash
+        ├── SchemaVersionError        the database was written by a newer kpidash
+        └── StoreUnavailable          the database server cannot be reached; ``retry_after`` s
 
 Messages say what was expected, what came, and how to fix it. No HTTP codes live here:
 the API layer maps these classes to responses.
@@ -141,3 +142,13 @@ class StoreError(KpidashError):
 
 class SchemaVersionError(StoreError):
     """The database schema is newer than this kpidash understands."""
+
+
+class StoreUnavailable(StoreError):
+    """The database server cannot be reached (down, restarting, connection lost); the
+    store reconnects by itself, so the same request may succeed after ``retry_after``
+    seconds. A write it interrupted was either committed whole or not at all."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

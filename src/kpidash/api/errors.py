@@ -85,7 +85,7 @@ def kpidash_error(exc: e.KpidashError) -> JSONResponse:
         details = [{"code": f"quota.{exc.quota}", "message": message,
                     "location": {"field": exc.quota}, "limit": exc.limit,
                     "needed": exc.needed, "workspace": exc.workspace}]
-    if isinstance(exc, e.RateLimited | e.QuotaExceeded):
+    if isinstance(exc, e.RateLimited | e.QuotaExceeded | e.StoreUnavailable):
         headers["Retry-After"] = str(max(1, int(exc.retry_after)))
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"

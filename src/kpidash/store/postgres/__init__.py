@@ -42,8 +42,8 @@ from kpidash.store.duckdb.usage import UsageTables
 from kpidash.store.duckdb.workspaces import WorkspaceTables
 from kpidash.store.postgres.accounts import PostgresAccountsDialect
 from kpidash.store.postgres.alerts import PostgresAlertsDialect
-from kpidash.store.postgres.connection import PgConnection, configure
-from kpidash.store.postgres.coordination import PgCoordination
+from kpidash.store.postgres.connection import RECONNECT_SECONDS, PgConnection, configure
+from kpidash.store.postgres.coordination import KEEPALIVE, PgCoordination
 from kpidash.store.postgres.points import PgPoints
 from kpidash.store.postgres.schema import (
     MIGRATION_LOCK,
@@ -82,17 +82,20 @@ class PostgresStore(PgCoordination, PgPoints, PostgresWorkspaces,
             reason = " ".join(str(exc).split()) or type(exc).__name__
             raise StoreError(f"cannot connect to PostgreSQL at {redact_url(url)}: {reason}"
                              ) from None
+        # a lost server is noticed by TCP keepalive too (a cut network sends no reset), and
+        # the pool's reconnect attempts are short (see connection.py): PostgreSQL restarted
+        # under load is reconnected by this process within seconds, by itself
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             conninfo, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
-            kwargs={"autocommit": True}, configure=configure,
-            name=f"kpidash {redact_url(url)}")
+            kwargs={"autocommit": True, **KEEPALIVE}, configure=configure,
+            reconnect_timeout=RECONNECT_SECONDS, name=f"kpidash {redact_url(url)}")
         try:
             pool.open(wait=True, timeout=timeout)
         except PoolTimeout:
             pool.close()
             raise StoreError(f"cannot connect to PostgreSQL at {redact_url(url)} within "
                              f"{timeout:g} s; is the server running and the URL right?") from None
-        self._con = PgConnection(pool)
+        self._con = PgConnection(pool, label=f"PostgreSQL at {redact_url(url)}")
         try:
             self._check_server()
             self._migrate()

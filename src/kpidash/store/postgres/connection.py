@@ -30,15 +30,25 @@ Contract (what a mixin may rely on when ``self._con`` is a PgConnection)::
   pooled connection for itself. Inside, every statement of that thread runs on the one
   connection the transaction holds (thread-bound), and inner ``transaction()`` calls join it:
   an exception leaving the outermost block rolls everything back.
-- Errors are psycopg's (``psycopg.errors.UniqueViolation`` for a duplicate key, …).
+- Errors are psycopg's (``psycopg.errors.UniqueViolation`` for a duplicate key, …), except
+  that a server that cannot be reached is :class:`~kpidash.errors.StoreUnavailable` (503
+  with Retry-After in the API): no pooled connection within the wait, or the connection
+  broke under a statement (server stopped or restarted, network cut; a COMMIT it broke
+  committed whole or not at all). After such a failure the facade is *down*: checkouts wait
+  at most ``DOWN_WAIT`` seconds instead of the pool's timeout, so requests get their 503 at
+  once rather than hanging, and the idle connections (broken with the server) are checked
+  and replaced. The first statement that succeeds again ends it; the pool, whose reconnect
+  attempts give up after a few seconds (``RECONNECT_SECONDS``) and start again on the next
+  checkout, reconnects within seconds of the server's return.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from decimal import Decimal
 from typing import Any
 
@@ -47,9 +57,23 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql as pgsql
 from psycopg.types.string import TextLoader
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-__all__ = ["PgConnection", "PgResult", "arrow_to_pg_type", "configure", "translate"]
+from kpidash.errors import StoreUnavailable
+
+__all__ = ["DOWN_WAIT", "RECONNECT_SECONDS", "PgConnection", "PgResult", "arrow_to_pg_type",
+           "configure", "translate"]
+
+DOWN_WAIT = 0.5
+"""Seconds a checkout waits for a pooled connection while the server is known down."""
+RECONNECT_SECONDS = 4.0
+"""The pool's ``reconnect_timeout``: its attempts to replace a connection (backing off 1 s,
+2 s …) give up after this long, and the next checkout starts new ones at once — so a server
+back after a long outage is reconnected within seconds, not after a long backoff."""
+RETRY_AFTER = 2
+"""The Retry-After (s) of :class:`StoreUnavailable`."""
+
+log = logging.getLogger("kpidash.store.postgres")
 
 _ARROW_BY_TYPE = {
     "int8": pa.int64(), "int4": pa.int32(), "int2": pa.int16(), "oid": pa.int64(),
@@ -176,8 +200,10 @@ def arrow_to_pg_type(t: pa.DataType) -> str:
 class PgConnection:
     """DuckDB-like connection facade over a ``ConnectionPool`` (see the module docstring)."""
 
-    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]]) -> None:
+    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]], label: str = "") -> None:
         self.pool = pool
+        self.label = label or "PostgreSQL"  # names the server in StoreUnavailable's message
+        self.down = False  # the last statement found the server unreachable
         self._local = threading.local()
 
     # -- connections and transactions -----------------------------------------------------
@@ -193,8 +219,37 @@ class PgConnection:
         if con is not None:
             yield con
             return
-        with self.pool.connection() as con:
+        with self._pooled() as con:
             yield con
+
+    @contextmanager
+    def _pooled(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection for the block; an unreachable server is StoreUnavailable
+        (see the module docstring)."""
+        try:
+            with self.pool.connection(timeout=DOWN_WAIT if self.down else None) as con:
+                try:
+                    yield con
+                except psycopg.OperationalError as exc:
+                    if not (con.broken or con.closed):
+                        raise  # the statement's own failure (a cancelled query, …)
+                    raise self._unavailable(exc) from exc
+        except PoolTimeout as exc:
+            raise self._unavailable(exc) from None
+        self.down = False
+
+    def _unavailable(self, exc: Exception) -> StoreUnavailable:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        if not self.down:
+            self.down = True
+            log.warning("PostgreSQL at %s unreachable: %s", self.label, reason)
+            if not isinstance(exc, PoolTimeout):
+                with suppress(Exception):  # drop the idle connections that broke with it
+                    self.pool.check()
+        return StoreUnavailable(
+            f"the store ({self.label}) cannot be reached: {reason}. kpidash reconnects by "
+            f"itself; retry in {RETRY_AFTER} s (Retry-After). A write it interrupted was "
+            "stored whole or not at all", RETRY_AFTER)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -206,7 +261,7 @@ class PgConnection:
             finally:
                 local.depth -= 1
             return
-        with self.pool.connection() as con:
+        with self._pooled() as con:
             local.con, local.depth = con, 1
             try:
                 with con.transaction():

@@ -31,7 +31,7 @@ from kpidash.store.coordination import Leadership, Listener, OnMessage, check_me
 
 log = logging.getLogger("kpidash.store.postgres")
 CHANNEL = "kpidash"
-_KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
               "keepalives_count": 3}
 _MAX_PAUSE = 5.0
 
@@ -47,7 +47,7 @@ class PgListener:
     """A thread listening on :data:`CHANNEL` (see the module docstring)."""
 
     def __init__(self, conninfo: str, on_message: OnMessage, *, connect_timeout: int) -> None:
-        self._conninfo = make_conninfo(conninfo, **_KEEPALIVE)
+        self._conninfo = make_conninfo(conninfo, **KEEPALIVE)
         self._on_message = on_message
         self._timeout = connect_timeout
         self._stop = threading.Event()
@@ -112,7 +112,7 @@ class PgLeadership:
     """A session advisory lock on a connection of its own (see the module docstring)."""
 
     def __init__(self, conninfo: str, name: str, *, connect_timeout: int) -> None:
-        self._conninfo = make_conninfo(conninfo, **_KEEPALIVE)
+        self._conninfo = make_conninfo(conninfo, **KEEPALIVE)
         self.key = lock_key(name)
         self._timeout = connect_timeout
         self._con: psycopg.Connection[Any] | None = None
