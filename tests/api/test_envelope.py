@@ -139,3 +139,31 @@ def test_errors_carry_the_security_headers(shared_api: Api) -> None:
     assert r.status_code == 401
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["cache-control"] == "no-store"
+
+
+def test_the_openapi_schema_documents_the_envelope(shared_api: Api) -> None:
+    """Every operation documents its error statuses as the envelope (FastAPI's own 422 shape,
+    {"detail": [...]}, is what clients never get), with WWW-Authenticate on 401 and
+    Retry-After on 429; the non-JSON answers document their content type."""
+    doc = shared_api.client.get("/openapi.json").json()
+    envelope = doc["components"]["schemas"]["ErrorEnvelope"]
+    assert envelope["required"] == ["error"]
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            where = f"{method.upper()} {path}"
+            errors = {s: r for s, r in op["responses"].items() if s.startswith(("4", "5"))}
+            assert {"404", "422", "503"} <= set(errors), where
+            if path not in ("/api/v1/health", "/metrics", "/api/v1/schemas/{name}"):
+                assert {"400", "401", "403", "409", "413", "429"} <= set(errors), where
+                assert "WWW-Authenticate" in errors["401"]["headers"], where
+                assert "Retry-After" in errors["429"]["headers"], where
+            for status, response in errors.items():
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ErrorEnvelope"}, (where, status)
+    content = {path: set(doc["paths"][path]["get"]["responses"]["200"]["content"])
+               for path in ("/metrics", "/api/v1/digest",
+                            "/api/v1/dashboards/{dashboard_id}/events")}
+    assert content == {"/metrics": {"text/plain"},
+                       "/api/v1/digest": {"application/json", "text/plain", "text/html"},
+                       "/api/v1/dashboards/{dashboard_id}/events": {"text/event-stream"}}

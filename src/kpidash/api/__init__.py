@@ -131,15 +131,18 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
                      for r in router.routes}
     app.add_middleware(_Measure, st=st, scoped=scoped_routes)
 
-    for module in (auth, workspaces, tokens, portfolio, quotas, system):
-        app.include_router(module.router)
+    # every route documents the error envelope of each status it may return
+    for module in (auth, workspaces, tokens, portfolio, quotas):
+        app.include_router(module.router, responses=errors.API_ERRORS)
+    app.include_router(system.router, responses=errors.PUBLIC_ERRORS)
     # every workspace's data: at /api/v1/workspaces/{workspace}/... for its members, and at
     # /api/v1/... for the server's own workspace (a single-business install never names one)
     scoped = (data.router, alerts.router, insights.router, dashboards.router, live.router)
     for router in scoped:
-        app.include_router(router, prefix="/api/v1")
+        app.include_router(router, prefix="/api/v1", responses=errors.API_ERRORS)
     for router in scoped:
-        app.include_router(router, prefix=WORKSPACE_PREFIX, dependencies=SCOPED)
+        app.include_router(router, prefix=WORKSPACE_PREFIX, dependencies=SCOPED,
+                           responses=errors.API_ERRORS)
     app.include_router(data.compat)
     app.include_router(live.socket)
 

@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kpidash import errors as e
@@ -57,6 +58,45 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404
                405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
                413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_failed",
                429: "rate_limited"}
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="machine-readable, e.g. validation_failed, not_found")
+    message: str = Field(description="what was expected, what came, how to fix it")
+    status: int = Field(description="the HTTP status, repeated")
+    details: list[dict[str, Any]] = Field(
+        description="one item per problem: code, message, location (row/field/in)")
+
+
+class ErrorEnvelope(BaseModel):
+    """The body of every error response (the OpenAPI schema documents it on each route)."""
+
+    error: ErrorBody
+
+
+_MEANING = {400: "Bad input or query", 401: "No valid credential", 403: "Role too low",
+            404: "Not found (or not visible to the caller)", 409: "Conflict with the current "
+            "state", 413: "Body over the size limit", 422: "Request validation failed",
+            429: "Rate limited or over a workspace quota", 503: "Store unavailable"}
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"description": "Bearer", "required": True,
+                               "schema": {"type": "string"}}},
+    429: {"Retry-After": {"description": "seconds to wait before retrying", "required": True,
+                          "schema": {"type": "integer", "minimum": 1}}},
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses=`` of these error statuses, each the envelope; what clients
+    receive is unchanged (the handlers below make every error this shape)."""
+    return {s: {"model": ErrorEnvelope, "description": _MEANING[s],
+                **({"headers": _HEADERS[s]} if s in _HEADERS else {})} for s in statuses}
+
+
+API_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 422, 429, 503)
+"""The errors an API route may return (documented on every route that needs a caller)."""
+PUBLIC_ERRORS = error_responses(404, 422, 503)
+"""Those of the routes without authentication (health, metrics, widget schemas)."""
 
 
 def envelope(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None,

@@ -160,7 +160,10 @@ async def _send(ws: WebSocket, client: Client) -> None:
                 await ws.send_json(message)
 
 
-@router.get("/dashboards/{dashboard_id}/events", summary="Live updates as Server-Sent Events")
+@router.get("/dashboards/{dashboard_id}/events", summary="Live updates as Server-Sent Events",
+            response_class=StreamingResponse,
+            responses={200: {"description": "An event stream: the dashboard, then its updates",
+                             "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
 async def events(st: State, me: Viewer, request: Request, dashboard_id: str,
                  theme: str | None = None) -> StreamingResponse:
     client = st.hub.connect(me.username, me.role)

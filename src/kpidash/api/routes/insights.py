@@ -38,7 +38,10 @@ async def insights(st: State, me: Viewer,
     return [r.to_dict() for r in ranked]
 
 
-@router.get("/digest", summary="My digest of followed KPIs (json, text or html)")
+@router.get("/digest", summary="My digest of followed KPIs (json, text or html)",
+            responses={200: {"description": "The digest, in the format asked for", "content": {
+                "application/json": {}, "text/plain": {"schema": {"type": "string"}},
+                "text/html": {"schema": {"type": "string"}}}}})
 async def digest(st: State, me: Viewer,
                  follow: Annotated[list[str] | None, Query()] = None,
                  limit: Annotated[int, Query(ge=1, le=100)] = 10,

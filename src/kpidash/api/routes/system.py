@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 
 from kpidash.api.deps import Shared
 from kpidash.store.base import redact_url
@@ -24,7 +25,7 @@ async def health(st: Shared) -> dict[str, Any]:
                        "runs_alert_ticks": st.leading}}
 
 
-@router.get("/metrics", summary="Prometheus metrics (no auth)")
+@router.get("/metrics", summary="Prometheus metrics (no auth)", response_class=PlainTextResponse)
 async def metrics(st: Shared) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST
 
