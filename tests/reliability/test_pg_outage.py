@@ -10,11 +10,13 @@ started again on the same port. Checked:
 * no acknowledged point is lost, and a batch refused during the outage is wholly stored or
   not at all;
 * the store's coordination reconnects: the process takes the alert-tick leadership (its
-  advisory-lock session died with the server) back, and the alert ticks go on.
+  advisory-lock session died with the server) back, the alert ticks go on, and its LISTEN
+  connection is back (a KPI defined and announced by another process reaches it).
 """
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -28,10 +30,12 @@ import httpx
 import pytest
 
 from counts import count
+from kpidash.store import open_store
 from loopback import eventually
 from pgserver import _SETTINGS, PgServer, find_bindir
 from reliability.test_crash import (
     ACKED,
+    BASE,
     KPI,
     Ledger,
     check_points,
@@ -222,6 +226,24 @@ def test_postgresql_restarted_under_ingest(own_pg: PgServer, tmp_path: Path) -> 
         ticks = alert_ticks(server.base)
         eventually(lambda: alert_ticks(server.base) >= ticks + 2, "the alert ticks go on",
                    timeout=60)
+
+        # -- its LISTEN connection is back: another process's change reaches it --------------
+        # a KPI defined by a second process sharing the database, announced as a worker
+        # would: only a listener that reconnected (it resyncs, and hears the message) loads it
+        other = open_store(url)
+        try:
+            other.put_kpis("default", [{"id": "after_outage", "name": "After outage"}], BASE)
+
+            def heard() -> bool:
+                other.publish(json.dumps({"v": 1, "node": "reliability-test", "kind": "kpis",
+                                          "ws": "default", "kpis": ["after_outage"]}))
+                kpis = httpx.get(f"{server.base}/api/v1/kpis", headers=auth, timeout=TIMEOUT)
+                return "after_outage" in {k["id"] for k in kpis.json()}
+
+            eventually(heard, "the server hears another process after the outage",
+                       timeout=60, pause=0.5)
+        finally:
+            other.close()
 
         # -- no acknowledged point lost, no partial batch ----------------------------------
         table = read_store(url)

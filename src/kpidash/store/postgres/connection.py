@@ -242,7 +242,7 @@ class PgConnection:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         if not self.down:
             self.down = True
-            log.warning("PostgreSQL at %s unreachable: %s", self.label, reason)
+            log.warning("%s unreachable: %s", self.label, reason)
             if not isinstance(exc, PoolTimeout):
                 with suppress(Exception):  # drop the idle connections that broke with it
                     self.pool.check()
