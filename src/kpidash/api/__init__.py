@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from starlette.datastructures import URL, MutableHeaders
+from starlette.datastructures import URL, Headers, MutableHeaders
+from starlette.responses import Response
 
 from kpidash.api import errors
 from kpidash.api.deps import SCOPED
@@ -36,13 +37,16 @@ if TYPE_CHECKING:
     from kpidash.engine import Engine
 
 log = logging.getLogger("kpidash.api")
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-}
-API_CACHE = "no-store"
+SECURITY_HEADERS = errors.SECURITY_HEADERS
+API_CACHE = errors.API_CACHE
+HTML_CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval'; "
+            "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; "
+            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+"""The Content-Security-Policy of every HTML response (the dashboard page, the HTML digest):
+scripts, styles, images and connections from this server only — no inline script, no other
+origin (the dashboard loads nothing from anywhere else). Plotly's full bundle builds
+functions from strings (``Function(…)``) and injects style elements, hence 'unsafe-eval' for
+scripts and 'unsafe-inline' for styles."""
 WORKSPACE_PREFIX = "/api/v1/workspaces/{workspace}"
 
 
@@ -121,7 +125,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     app.state.kpidash = st
     errors.install(app)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+        app.add_middleware(_Cors, allow_origins=settings.cors_origins,
                            allow_credentials=False, allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type"])
 
@@ -164,6 +168,23 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     return app
 
 
+class _Cors(CORSMiddleware):
+    """Starlette's CORS middleware, whose refused preflight (a plain-text 400) answers with
+    the API's error envelope instead; the allowed ones are unchanged."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        what = bytes(response.body).decode().removeprefix("Disallowed CORS ")
+        headers = {k: v for k, v in response.headers.items()
+                   if k not in ("content-type", "content-length")}
+        return errors.envelope(
+            400, "cors_refused", f"CORS preflight refused: {what} not allowed (the allowed "
+            "origins are KPIDASH_CORS_ORIGINS; methods any, headers Authorization and "
+            "Content-Type)", None, headers)
+
+
 class _Measure:
     """Request metrics and the security / cache headers, as a plain ASGI middleware.
 
@@ -192,6 +213,8 @@ class _Measure:
                 headers = MutableHeaders(scope=message)
                 for k, v in SECURITY_HEADERS.items():
                     headers.setdefault(k, v)
+                if headers.get("content-type", "").startswith("text/html"):
+                    headers.setdefault("Content-Security-Policy", HTML_CSP)
                 if api:
                     headers.setdefault("Cache-Control", API_CACHE)
                 route = scope.get("route")

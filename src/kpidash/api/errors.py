@@ -27,6 +27,18 @@ from kpidash import errors as e
 
 log = logging.getLogger("kpidash.api")
 
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+"""On every response (kpidash.api adds them; the 500 below carries them itself, because the
+server-error middleware that sends it sits outside every other one)."""
+API_CACHE = "no-store"
+"""The Cache-Control of every response under /api/."""
+
+
 class PayloadTooLarge(e.KpidashError):
     """A request body over the configured size limit (413)."""
 
@@ -180,5 +192,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
+        headers = dict(SECURITY_HEADERS)
+        if request.url.path.startswith("/api/"):
+            headers["Cache-Control"] = API_CACHE
         return envelope(500, "internal_error",
-                        "the server hit an unexpected error; it has been logged")
+                        "the server hit an unexpected error; it has been logged", None, headers)

@@ -6,9 +6,10 @@ to the service's workspace. A new user becomes a member of the ``default`` works
 their global role, and a change of global role follows into that membership, so a
 single-business install never has to think about workspaces. Security choices, in one place:
 
-* Failed logins are counted per username and per client address over
-  ``failure_window``; at ``max_failures`` further attempts are refused with RateLimited
-  *before* the password is checked, until the oldest counted failure leaves the window.
+* Failed logins are counted per username (trimmed and lower-cased, as login looks it up)
+  and per client address over ``failure_window``; at ``max_failures`` further attempts are
+  refused with RateLimited *before* the password is checked, until the oldest counted
+  failure leaves the window.
 * An unknown username and a wrong password give the same message and cost one password
   verification each (a dummy hash for unknown users). Disabled users get that message too.
 * Refresh tokens rotate: each refresh returns a new one and retires the old. A retired token
@@ -189,7 +190,9 @@ class Accounts(WorkspaceAccounts, IngestTokenAccounts):
         """Tokens for a new session; InvalidCredentials (same message whether the user is
         unknown, disabled or the password wrong), RateLimited after too many failures."""
         now = self.clock.now()
-        name = username.lower() if isinstance(username, str) else ""
+        # one spelling per account: the limit and the lookup both use the trimmed lower case
+        # ("VERA", " vera" and "vera" are one user, one failure counter)
+        name = username.strip().lower() if isinstance(username, str) else ""
         user_key = f"user:{name[:64]}"  # longer names cannot exist; keep the key small
         keys = [user_key, *([f"addr:{address}"] if address else [])]
         self._check_rate(keys, now)

@@ -1,9 +1,12 @@
 """Access tokens (signed JWTs) and refresh tokens (opaque random strings).
 
 An access token carries ``sub`` (user id), ``name``, ``role``, ``sid`` (session id),
-``iss``, ``aud``, ``iat``, ``exp`` (seconds since the epoch) and ``jti``. Expiry is checked
-against the injected clock's ``now`` — PyJWT's own time checks read the system clock, so they
-are switched off and done here, with no leeway (the same server issues and checks).
+``iss``, ``aud``, ``iat``, ``exp`` (seconds since the epoch) and ``jti``; all are required, and
+``aud``/``iss`` must be this server's. Time is checked against the injected clock's ``now`` —
+PyJWT's own time checks read the system clock, so they are switched off and done here, with no
+leeway (the same server issues and checks): refused once ``now ≥ exp``, and before ``iat``
+or an ``nbf`` (not yet valid: issued "in the future", which only a forger or a clock set back
+produces).
 
 A refresh token is ``secrets.token_urlsafe(32)``; only its SHA-256 (hex) is stored.
 """
@@ -44,7 +47,7 @@ def issue_access_token(settings: AuthSettings, now: datetime, *, user_id: str, u
 def decode_access_token(token: str, settings: AuthSettings, now: datetime) -> Claims:
     """The claims of a valid token; InvalidToken with a short reason (never the token) when
     it is malformed, signed with another key or algorithm (``none`` included), for another
-    audience or issuer, or expired at ``now``."""
+    audience or issuer, expired at ``now`` or not yet valid then."""
     if not isinstance(token, str) or not token:
         raise InvalidToken("access token rejected: missing")
     if len(token) > _MAX_TOKEN_LENGTH:
@@ -67,17 +70,24 @@ def decode_access_token(token: str, settings: AuthSettings, now: datetime) -> Cl
         raise InvalidToken(f"access token rejected: missing claim {exc.claim}") from None
     except jwt.PyJWTError:
         raise InvalidToken("access token rejected: malformed") from None
-    exp, role = payload["exp"], payload["role"]
+    exp, iat, role = payload["exp"], payload["iat"], payload["role"]
+    nbf = payload.get("nbf", iat)
     strings = ("sub", "name", "sid", "jti")
-    if (isinstance(exp, bool) or not isinstance(exp, int)
+    if (not all(_is_int(t) for t in (exp, iat, nbf))
             or not all(isinstance(payload[k], str) and payload[k] for k in strings)
             or role not in tuple(Role)):
         raise InvalidToken("access token rejected: malformed claims")
     if now.timestamp() >= exp:
         raise InvalidToken("access token rejected: expired")
+    if now.timestamp() < max(iat, nbf):
+        raise InvalidToken("access token rejected: not yet valid")
     return Claims(user_id=payload["sub"], username=payload["name"], role=Role(role),
                   session_id=payload["sid"], expires_at=datetime.fromtimestamp(exp, UTC),
                   jti=payload["jti"])
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def new_refresh_token() -> str:

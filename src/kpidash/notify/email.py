@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import smtplib
 import ssl
 from collections.abc import Mapping
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 from typing import Any, Literal, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -60,6 +62,18 @@ class EmailConfig(BaseModel):
         return self
 
 
+_MSGID_SAFE = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
+def message_id(n: Notification, domain: str) -> str:
+    """The Message-ID of a notification's email: the same for every attempt of it, so a
+    re-sent message (the answer to DATA was lost, and the outbox retried) is recognisably the
+    same one — mail systems and clients drop duplicates by this header. The notification id
+    is used as it is when it is a safe atom, else its SHA-256."""
+    local = n.id if _MSGID_SAFE.fullmatch(n.id) else hashlib.sha256(n.id.encode()).hexdigest()
+    return f"<kpidash.{local}@{domain}>"
+
+
 def subject(n: Notification, prefix: str = "[kpidash]") -> str:
     return f"{prefix} {n.headline}".strip()
 
@@ -83,7 +97,7 @@ class EmailNotifier:
         msg["From"] = self.config.from_addr
         msg["To"] = ", ".join(self.config.to)
         msg["Date"] = format_datetime(self._clock.now())
-        msg["Message-ID"] = make_msgid(domain=self.config.from_addr.rpartition("@")[2])
+        msg["Message-ID"] = message_id(n, self.config.from_addr.rpartition("@")[2])
         msg["X-Kpidash-Notification-Id"] = n.id
         msg["X-Kpidash-Severity"] = n.severity.value
         msg["X-Kpidash-Status"] = n.status.value
