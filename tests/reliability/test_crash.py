@@ -10,11 +10,20 @@ PostgreSQL database), and after every kill:
 * every batch sent but not acknowledged is wholly there or wholly absent, never in part;
 * nothing else is there (no point of a batch that was never sent).
 
+Background work runs through the kills too: an alert rule fires once per round (its slice
+is the round's dimension value), so every alert tick writes alert states, history and outbox
+rows and delivers notifications to a webhook receiver. After the last restart every round's
+alert is firing, each alert's history is one unbroken chain ending in its state, and every
+round's alert was notified (at least once; a message sent again after a kill carries the
+same id as its Idempotency-Key).
+
 Clients: two threads posting JSON batches to ``/api/v1/ingest`` and one posting line
 protocol to ``/api/v1/write``. Every point is identifiable: batch ``b`` holds the points at
 ``BASE + b × POINTS + i`` seconds (``i`` < ``POINTS``) with the value ``b × 1000 + i``.
-The moment of the kill is drawn from ``random.Random(SEED)``: after so many acknowledged
-batches (machine speed does not change which), plus a short pause that lands it mid-request.
+``BASE`` is 12 hours before the start of the run's hour (the server's alert rules look at
+recent data; the points are the same relative to it every run). The moment of the kill is
+drawn from ``random.Random(SEED)``: after so many acknowledged batches (machine speed does
+not change which), plus a short pause that lands it mid-request.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,7 +49,7 @@ import pytest
 
 from counts import count
 from kpidash.store import open_store
-from loopback import free_port
+from loopback import HttpReceiver, eventually, free_port, http_server  # noqa: F401
 
 EXE = shutil.which("kpidash") or str(Path(sys.executable).parent / "kpidash")
 SECRET = "kpidash-crash-test-" + "0123456789" * 3
@@ -51,7 +60,10 @@ KPIS_YAML = f"""kpis:
     name: Crash points
     dimensions: [round, client]
 """
-BASE = datetime(2024, 1, 1, tzinfo=UTC)
+BASE = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=12)
+RULE = {"id": "crash_alert", "kpi": KPI, "grain": "hour", "per": "round", "notify": ["hook"],
+        "condition": {"kind": "threshold", "direction": "above", "bands": {"high": 0}},
+        "group_interval": 1, "repeat_interval": 86400}
 POINTS = 25  # per batch
 ROUNDS = 3
 SEED = 1234
@@ -128,13 +140,18 @@ class Server:
         return str(r.json()["access_token"])
 
 
-def setup_store(tmp_path: Path, db: str) -> Server:
-    """The KPI file, an admin user in the store, and the server's environment."""
+def setup_store(tmp_path: Path, db: str, hook: str | None = None) -> Server:
+    """The KPI file, an admin user in the store, and the server's environment (with
+    ``hook``, a webhook channel ``hook`` posting there)."""
     kpis = tmp_path / "kpis.yaml"
     kpis.write_text(KPIS_YAML)
     env = {**os.environ, "KPIDASH_DB": db, "KPIDASH_SECRET": SECRET,
            "KPIDASH_KPIS": str(kpis), "KPIDASH_REFRESH_TICK_SECONDS": "0.2",
            "KPIDASH_ALERT_INTERVAL_SECONDS": "1"}
+    if hook is not None:
+        channels = tmp_path / "channels.yaml"
+        channels.write_text(f'channels:\n  hook: {{type: webhook, url: "{hook}"}}\n')
+        env["KPIDASH_CHANNELS"] = str(channels)
     done = subprocess.run([EXE, "users", "create", "adam", "--role", "admin",
                            "--password-stdin"], input=PASSWORD + "\n", env=env,
                           capture_output=True, text=True, timeout=120, check=False)
@@ -300,20 +317,67 @@ def crash_round(server: Server, ledger: Ledger, rnd: int, rng: random.Random) ->
     assert ledger.acked() >= kill_after, "the clients stopped before the kill"
 
 
+def served_total(base: str, token: str) -> float:
+    """The sum of every stored point of the crash KPI, as the server's series query says."""
+    r = httpx.get(f"{base}/api/v1/series/{KPI}", headers={"Authorization": f"Bearer {token}"},
+                  params={"grain": "year", "from": (BASE - timedelta(days=1)).isoformat(),
+                          "to": (BASE + timedelta(days=2)).isoformat()}, timeout=60)
+    assert r.status_code == 200, r.text
+    return float(sum(v for s in r.json() for v in s["values"] if v is not None))
+
+
+def check_alerts(base: str, token: str, hook: HttpReceiver) -> None:
+    """Every round's alert firing, each history one chain ending in its alert's state, and
+    every round's alert notified (a message sent again carries the same id)."""
+    auth = {"Authorization": f"Bearer {token}"}
+    rounds = {f"r{n}" for n in range(1, ROUNDS + 1)}
+
+    def firing() -> list[dict[str, Any]] | None:
+        items: list[dict[str, Any]] = httpx.get(f"{base}/api/v1/alerts", headers=auth,
+                                                timeout=60).json()
+        got = {a["slice"]["round"] for a in items if a["state"] == "firing"}
+        return items if got == rounds else None
+
+    alerts = eventually(firing, "every round's alert fires", timeout=60)
+    for a in alerts:
+        doc = httpx.get(f"{base}/api/v1/alerts/{a['fingerprint']}", headers=auth,
+                        timeout=60).json()
+        moves = [(h["from"], h["to"]) for h in doc["history"]]
+        assert moves and moves[0][0] == "normal" and moves[-1][1] == doc["state"], moves
+        assert all(x[1] == y[0] for x, y in itertools.pairwise(moves)), moves
+
+    def notified() -> set[str] | None:
+        seen: set[str] = set()
+        for q in list(hook.requests):
+            body = q.json()
+            assert q.headers.get("idempotency-key") == body["id"]
+            slices = [body.get("slice") or {}, *(a.get("slice") or {}
+                                                  for a in body.get("alerts", []))]
+            seen |= {str(s["round"]) for s in slices if "round" in s}
+        return seen if seen >= rounds else None
+
+    eventually(notified, "every round's alert is notified", timeout=60)
+
+
 @pytest.mark.parametrize("engine", ["duckdb", "postgres"])
 def test_sigkill_under_ingest_loses_no_acknowledged_point(
-        engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+        engine: str, tmp_path: Path, request: pytest.FixtureRequest,
+        http_server: Callable[..., HttpReceiver]) -> None:  # noqa: F811
     if engine == "postgres":
         db = request.getfixturevalue("pg_database")
         path = None
     else:
         path = tmp_path / "crash.duckdb"
         db = str(path)
-    server = setup_store(tmp_path, db)
+    hook = http_server()
+    server = setup_store(tmp_path, db, hook.url)
     rng = random.Random(SEED)
     ledger = Ledger()
     try:
         server.start()
+        r = httpx.post(f"{server.base}/api/v1/alert-rules", json=RULE, timeout=60,
+                       headers={"Authorization": f"Bearer {server.token()}"})
+        assert r.status_code == 201, r.text
         for rnd in range(1, ROUNDS + 1):
             crash_round(server, ledger, rnd, rng)
             # the store as the kill left it opens cleanly and holds the acknowledged batches
@@ -321,13 +385,11 @@ def test_sigkill_under_ingest_loses_no_acknowledged_point(
                                     else snapshot(path, tmp_path / f"kill-{rnd}")), ledger)
             server.start()  # … and the server starts on it, answering health
             count("crash rounds survived")
-        # the restarted server serves all of it: its yearly sum is the stored points'
-        r = httpx.get(f"{server.base}/api/v1/series/{KPI}",
-                      params={"grain": "year", "from": "2023-01-01T00:00:00Z",
-                              "to": "2025-01-01T00:00:00Z"},
-                      headers={"Authorization": f"Bearer {server.token()}"}, timeout=60)
-        assert r.status_code == 200, r.text
-        served = sum(v for s in r.json() for v in s["values"] if v is not None)
+        # the restarted server serves all of it (its sum is the stored points'), and the
+        # alert work the kills interrupted is whole
+        token = server.token()
+        served = served_total(server.base, token)
+        check_alerts(server.base, token, hook)
         # uvicorn re-raises the SIGTERM after its graceful shutdown
         assert server.stop() in (0, -signal.SIGTERM), server.output()
         table = read_store(db)
