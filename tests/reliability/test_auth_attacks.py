@@ -13,18 +13,29 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
-from api.conftest import NOW, PASSWORD, SECRET, Api, assert_error, point
-from api.test_auth_matrix import ABOVE_VIEWER, ADMIN_ONLY, DUMMY, fill, real  # noqa: F401
+from api.conftest import NOW, PASSWORD, SECRET, Api, Template, accounts_for, assert_error, point
+from api.test_auth_matrix import ABOVE_VIEWER, ADMIN_ONLY, fill, real  # noqa: F401
 from counts import count
-from kpidash.api import SECURITY_HEADERS
+from kpidash.api import SECURITY_HEADERS, create_app
+from kpidash.clock import FixedClock
+from kpidash.engine import Engine
+from kpidash.settings import Settings
+from kpidash.store import open_store
+from loopback import serve_in_thread
 
 ATTACKS = "auth attacks tried"
 OTHER_SECRET = "another-kpidash-deployment-" + "9876543210" * 3
@@ -267,6 +278,43 @@ def test_viewers_and_analysts_cannot_climb_any_route(shared_api: Api, real: dict
         == 200
 
 
+def test_a_workspace_admin_is_admin_there_only(api: Api) -> None:
+    """Vera (a viewer) administers workspace acme; that role does not leak into the server's
+    user administration nor into another workspace, and what she grants there stays there."""
+    c, admin = api.client, api.auth("admin")
+    assert c.post("/api/v1/workspaces", headers=admin,
+                  json={"id": "acme", "name": "Acme"}).status_code == 201
+    vera_id, otto_id = api.ids["viewer"], api.ids["other"]
+    assert c.put(f"/api/v1/workspaces/acme/members/{vera_id}", headers=admin,
+                 json={"role": "admin"}).status_code == 204
+    vera = api.auth("viewer")
+    # what she may do in acme: make otto an admin there
+    assert c.put(f"/api/v1/workspaces/acme/members/{otto_id}", headers=vera,
+                 json={"role": "admin"}).status_code == 204
+    otto = api.auth("other")
+    for who in (vera, otto):
+        for method, path, body, status in [
+            ("GET", "/api/v1/users", None, 403),
+            ("POST", "/api/v1/users", {"username": "mallory", "password": "pw " * 6,
+                                       "role": "admin"}, 403),
+            ("PATCH", f"/api/v1/users/{vera_id}", {"role": "admin"}, 403),
+            ("PUT", f"/api/v1/workspaces/default/members/{vera_id}", {"role": "admin"}, 403),
+            ("PUT", f"/api/v1/workspaces/default/members/{otto_id}", {"role": "analyst"}, 403),
+            ("POST", "/api/v1/workspaces/default/ingest-tokens", {"name": "t"}, 403),
+            ("GET", "/api/v1/workspaces/default/export", None, 403),
+            ("POST", "/api/v1/ingest", {"points": [point(1)]}, 403),
+            ("POST", "/api/v1/workspaces/default/alert-rules", {"id": "r", "kpi": "signups"}, 403),
+            ("DELETE", "/api/v1/workspaces/acme", None, 403),
+            ("DELETE", "/api/v1/workspaces/default", None, 403),
+        ]:
+            r = attack(api, method, path, headers=who, **({"json": body} if body else {}))
+            assert_error(r, status)
+    for name in ("vera", "otto"):
+        me = c.get("/api/v1/me", headers=api.auth("viewer" if name == "vera" else "other"))
+        assert me.json()["role"] == "viewer"
+    assert "mallory" not in [u["username"] for u in c.get("/api/v1/users", headers=admin).json()]
+
+
 MASS_ASSIGN = [
     ("PATCH", "/api/v1/me", {"role": "admin"}),
     ("PATCH", "/api/v1/me", {"disabled": False, "display_name": "x"}),
@@ -416,6 +464,31 @@ def test_a_correct_password_in_the_lock_window_is_refused_until_it_ends(api: Api
                json={"current_password": PASSWORD, "new_password": "a brand new passphrase"})
     assert_error(r, 429, "rate_limited")
     assert_error(login(api, "vera", PASSWORD, client_at(api, "10.9.9.9")), 429)
+
+
+def test_parallel_guesses_do_not_beat_the_limit(template: Template, tmp_path: Path) -> None:
+    """24 wrong passwords at once over a real server (8 connections): exactly 5 are checked,
+    the rest refused — the check and the count of a login are one step in a process."""
+    path = tmp_path / "api.duckdb"
+    shutil.copy(template.path, path)
+    clock = FixedClock(NOW)
+    engine = Engine(open_store(str(path)), clock)
+    app = create_app(Settings(db=str(path), secret=SecretStr(SECRET)), clock=clock,
+                     engine=engine, accounts=accounts_for(engine, clock))
+
+    def guess(i: int) -> int:
+        count(ATTACKS)
+        r = httpx.post(f"{server.url}/api/v1/auth/token", timeout=30,
+                       data={"username": ("vera", "VERA", " vera")[i % 3],
+                             "password": f"guess number {i}"})
+        return r.status_code
+
+    with serve_in_thread(app) as server, ThreadPoolExecutor(8) as pool:
+        statuses = Counter(pool.map(guess, range(24)))
+        assert statuses == {401: 5, 429: 19}, statuses
+        r = httpx.post(f"{server.url}/api/v1/auth/token", timeout=30,
+                       data={"username": "vera", "password": PASSWORD})
+        assert r.status_code == 429
 
 
 def test_a_respelled_username_logs_in_as_the_account(api: Api) -> None:
