@@ -264,7 +264,6 @@ def check_points(table: Any, ledger: Ledger) -> int:
         elif n == POINTS:
             ledger.state[b] = ACKED  # stored whole: must stay so from now on
     assert not problems, f"{len(problems)} problems, the first: " + "\n".join(problems[:20])
-    count("points checked", len(ts))
     return len(ts)
 
 
@@ -381,8 +380,9 @@ def test_sigkill_under_ingest_loses_no_acknowledged_point(
         for rnd in range(1, ROUNDS + 1):
             crash_round(server, ledger, rnd, rng)
             # the store as the kill left it opens cleanly and holds the acknowledged batches
-            check_points(read_store(db if path is None
-                                    else snapshot(path, tmp_path / f"kill-{rnd}")), ledger)
+            count("points checked", check_points(
+                read_store(db if path is None else snapshot(path, tmp_path / f"kill-{rnd}")),
+                ledger))
             server.start()  # … and the server starts on it, answering health
             count("crash rounds survived")
         # the restarted server serves all of it (its sum is the stored points'), and the
@@ -393,8 +393,37 @@ def test_sigkill_under_ingest_loses_no_acknowledged_point(
         # uvicorn re-raises the SIGTERM after its graceful shutdown
         assert server.stop() in (0, -signal.SIGTERM), server.output()
         table = read_store(db)
-        check_points(table, ledger)
+        count("points checked", check_points(table, ledger))
         assert served == sum(table.column("value").to_pylist())
     finally:
         if server.proc is not None and server.proc.poll() is None:
             server.kill()
+
+
+def test_the_check_finds_lost_partial_foreign_and_changed_points() -> None:
+    """The check above on made-up tables: it must fail on each kind of damage."""
+    import pyarrow as pa
+
+    def table(points: list[tuple[int, int, float]]) -> pa.Table:
+        return pa.table({"ts": [ts_of(b, i) for b, i, _ in points],
+                         "value": [v for _, _, v in points],
+                         "raw_value": [None] * len(points),
+                         "round": ["r1"] * len(points), "client": ["json-1"] * len(points)})
+
+    def ledger(states: dict[int, str]) -> Ledger:
+        led = Ledger()
+        for b, state in states.items():
+            led.state[b], led.dims[b] = state, ("r1", "json-1")
+        return led
+
+    whole = [(b, i, float(value_of(b, i))) for b in (0, 1) for i in range(POINTS)]
+    assert check_points(table(whole), ledger({0: ACKED, 1: SENT})) == 2 * POINTS
+    damaged = {
+        "acknowledged batch 1 has 0 of": (whole[:POINTS], {0: ACKED, 1: ACKED}),
+        "unacknowledged batch 1 is partly stored": (whole[:-1], {0: ACKED, 1: SENT}),
+        "batch 1, which was never sent": (whole, {0: ACKED}),
+        "batch 0 point 3: value": ([*whole[:3], (0, 3, 1.5), *whole[4:]], {0: ACKED, 1: ACKED}),
+    }
+    for expected, (points, states) in damaged.items():
+        with pytest.raises(AssertionError, match=expected):
+            check_points(table(points), ledger(states))

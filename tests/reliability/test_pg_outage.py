@@ -244,7 +244,7 @@ def test_postgresql_restarted_under_ingest(own_pg: PgServer, tmp_path: Path) -> 
 
         # -- no acknowledged point lost, no partial batch ----------------------------------
         table = read_store(url)
-        check_points(table, ledger)
+        count("points checked", check_points(table, ledger))
         assert served == sum(table.column("value").to_pylist())
         assert server.proc.poll() is None
         count("postgres restarts survived")
