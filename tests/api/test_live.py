@@ -245,6 +245,24 @@ def test_sse_streams_the_dashboard(api: Api) -> None:
         assert message["data"]["theme"]["name"] == "light"
 
 
+def test_sse_events_are_what_the_openapi_schema_says(api: Api) -> None:
+    """The schema documents each event as {event, data} (it said a plain string)."""
+    from jsonschema import Draft202012Validator
+
+    doc = api.client.get("/openapi.json").json()
+    content = doc["paths"]["/api/v1/dashboards/{dashboard_id}/events"]["get"]["responses"][
+        "200"]["content"]
+    assert set(content) == {"text/event-stream"}
+    did = dashboard(api, "viewer", ["revenue"])
+    with api.client.stream("GET", f"/api/v1/dashboards/{did}/events",
+                           headers=api.auth("viewer")) as r:
+        lines = r.iter_lines()
+        event = {"event": next(lines).removeprefix("event: "),
+                 "data": next(lines).removeprefix("data: ")}
+    Draft202012Validator(content["text/event-stream"]["schema"]).validate(event)
+    assert event["event"] == "dashboard" and json.loads(event["data"])["id"] == did
+
+
 def test_sse_refuses_what_it_cannot_stream(api: Api) -> None:
     did = dashboard(api, "analyst", ["revenue"])
     r = api.client.get(f"/api/v1/dashboards/{did}/events", headers=api.auth("viewer"))

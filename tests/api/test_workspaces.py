@@ -45,3 +45,14 @@ def test_workspace_lifecycle_and_roles(api: Api) -> None:
     r = c.delete("/api/v1/workspaces/acme", headers=admin)
     assert r.status_code == 200 and "deleted" in r.json()
     assert [w["id"] for w in c.get("/api/v1/workspaces", headers=viewer).json()] == ["default"]
+
+
+def test_adding_a_member_answers_the_status_it_documents(api: Api) -> None:
+    """PUT …/members/{user_id} answered 204 while the schema said 200 (found by fuzzing)."""
+    doc = api.client.get("/openapi.json").json()
+    responses = doc["paths"]["/api/v1/workspaces/{workspace}/members/{user_id}"]["put"][
+        "responses"]
+    assert "204" in responses and "200" not in responses
+    r = api.client.put(f"/api/v1/workspaces/default/members/{api.ids['other']}",
+                       headers=api.auth("admin"), json={"role": "analyst"})
+    assert r.status_code == 204 and r.content == b""

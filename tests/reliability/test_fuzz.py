@@ -15,6 +15,7 @@ that conforms to the documented schema — error responses included (the error e
 from __future__ import annotations
 
 import io
+import random
 import shutil
 import zipfile
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from hypothesis import HealthCheck, settings, strategies
 from loopback import serve_in_thread
 from pydantic import SecretStr
 from schemathesis.checks import not_a_server_error
+from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -41,6 +43,7 @@ from schemathesis.specs.openapi.checks import (
 from kpidash.api import create_app
 from kpidash.clock import FixedClock
 from kpidash.engine import Engine
+from kpidash.schemas import schema_names
 from kpidash.settings import Settings
 from kpidash.store import open_store
 
@@ -48,6 +51,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
 TIMEOUT = 60  # seconds per request (a live event stream is read until then or its first events)
 EXAMPLES = 8  # hypothesis examples per operation in the fuzzing phase (the time budget)
+VIEWER_EXAMPLES = 4
+SEED = 1234
 
 
 def _zip(members: list[tuple[str, bytes]]) -> bytes:
@@ -77,8 +82,20 @@ def _bare_schema() -> Any:
         app.state.kpidash.engine.close()
 
 
+def _config(**phases: Any) -> SchemathesisConfig:
+    return SchemathesisConfig.from_dict({
+        "seed": SEED, "suppress-health-check": ["all"], "max-stream-events": 1,
+        "generation": {"deterministic": True, "database": "none", "max-examples": EXAMPLES},
+        "phases": phases})
+
+
 RAW = _bare_schema()
-schema = schemathesis.openapi.from_dict(RAW)
+OPERATIONS = {f"{method.upper()} {path}" for path, ops in RAW["paths"].items() for method in ops}
+schema = schemathesis.openapi.from_dict(RAW, config=_config())
+# the viewer pass: the read operations, fuzzing phase only (the coverage phase's boundary
+# cases are the admin pass's), fewer examples
+reads = schemathesis.openapi.from_dict(RAW, config=_config(coverage={"enabled": False})) \
+    .include(method="GET")
 
 
 @dataclass
@@ -89,7 +106,10 @@ class Fuzzed:
     url: str
     session: requests.Session
     operations: dict[str, int] = field(default_factory=dict)  # "GET /api/v1/kpis" → requests
+    viewer_operations: dict[str, int] = field(default_factory=dict)
 
+    known: dict[str, list[str]] = field(default_factory=dict)  # path parameter → real values
+    rng: random.Random = field(default_factory=lambda: random.Random(SEED))
     tokens: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -104,11 +124,27 @@ class Fuzzed:
             self.tokens[who] = str(pair.access_token)
         return self.tokens[who]
 
-    def sent(self, label: str, path: str) -> None:
-        self.operations[label] = self.operations.get(label, 0) + 1
+    def aim(self, case: Any) -> None:
+        """Point half of the cases at things that exist (the default workspace, a real KPI,
+        dashboard, rule, alert …), so that generated queries and bodies reach the handlers
+        behind the lookups; deletions only at the workspace (the rest must stay)."""
+        for name in list(case.path_parameters or {}):
+            choices = self.known.get(name, [])
+            if choices and (case.method != "DELETE" or name == "workspace") \
+                    and self.rng.random() < 0.5:
+                case.path_parameters[name] = self.rng.choice(choices)
+
+    def call(self, case: Any, who: str) -> None:
+        """Send ``case`` as ``who`` and check the response."""
+        self.aim(case)
+        response = case.call(base_url=self.url, session=self.session, timeout=TIMEOUT,
+                             headers={"Authorization": f"Bearer {self.token(who)}"})
+        seen = self.operations if who == "admin" else self.viewer_operations
+        seen[case.operation.label] = seen.get(case.operation.label, 0) + 1
         count("requests fuzzed")
-        if may_end_sessions(path):
+        if may_end_sessions(case.path):
             self.tokens.clear()
+        case.validate_response(response, checks=CHECKS)
 
 
 def may_end_sessions(path: str) -> bool:
@@ -130,17 +166,43 @@ def fuzzed(template: Template, tmp_path_factory: pytest.TempPathFactory) -> Iter
     engine = Engine(open_store(str(path)), clock)
     # failed logins (a fuzzed /me/password) must not lock out the token minting below
     accounts = accounts_for(engine, clock, max_failures=10**9)
+    engine.put_alert_rules([{"id": "signups_low", "kpi": "signups", "condition": {
+        "kind": "threshold", "direction": "below", "bands": {"critical": 1e9}}}])
+    engine.evaluate_alerts()
+    board = accounts.create_dashboard(template.ids["admin"], "Fuzz", {"kpis": ["signups"]},
+                                      workspace=engine.workspace)
+    known = {"workspace": [engine.workspace], "kpi_id": [k.id for k in engine.registry],
+             "dashboard_id": [board.id], "rule_id": ["signups_low"],
+             "fingerprint": [a.fingerprint for a in engine.alerts(states=None)],
+             "user_id": [template.ids["other"]], "name": schema_names()}
+    assert known["fingerprint"], "the rule should have raised an alert"
     app = create_app(Settings(db=str(path), secret=SecretStr(SECRET)), clock=clock, engine=engine,
                      accounts=accounts)
     with serve_in_thread(app, "kpidash-fuzz") as server, requests.Session() as session:
-        yield Fuzzed(app, server.url, session)
+        yield Fuzzed(app, server.url, session, known=known)
 
 
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
           suppress_health_check=list(HealthCheck))
 def test_fuzz_as_admin(case: Any, fuzzed: Fuzzed) -> None:
-    response = case.call(base_url=fuzzed.url, session=fuzzed.session, timeout=TIMEOUT,
-                         headers={"Authorization": f"Bearer {fuzzed.token('admin')}"})
-    fuzzed.sent(case.operation.label, case.path)
-    case.validate_response(response, checks=CHECKS)
+    fuzzed.call(case, "admin")
+
+
+@reads.parametrize()
+@settings(max_examples=VIEWER_EXAMPLES, derandomize=True, database=None, deadline=None,
+          suppress_health_check=list(HealthCheck))
+def test_fuzz_reads_as_viewer(case: Any, fuzzed: Fuzzed) -> None:
+    fuzzed.call(case, "viewer")
+
+
+def test_every_operation_was_fuzzed(fuzzed: Fuzzed) -> None:
+    """The fuzz tests above covered every operation the app serves (a new endpoint cannot
+    escape), and the schema they were made from is the one the demo app serves."""
+    served = fuzzed.session.get(f"{fuzzed.url}/openapi.json", timeout=TIMEOUT)
+    assert served.status_code == 200 and served.json() == RAW
+    if not fuzzed.operations:
+        pytest.skip("the fuzz tests did not run in this session (deselected)")
+    assert set(fuzzed.operations) == OPERATIONS
+    assert set(fuzzed.viewer_operations) == {o for o in OPERATIONS if o.startswith("GET ")}
+    count("endpoints fuzzed", len(fuzzed.operations))

@@ -98,16 +98,22 @@ _HEADERS: dict[int, dict[str, Any]] = {
 }
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def error_responses(*statuses: int, model: bool = True) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI ``responses=`` of these error statuses, each the envelope; what clients
-    receive is unchanged (the handlers below make every error this shape)."""
-    return {s: {"model": ErrorEnvelope, "description": _MEANING[s],
+    receive is unchanged (the handlers below make every error this shape).
+
+    With ``model`` FastAPI documents the envelope in the route's own media type (and adds
+    ErrorEnvelope to the schema's components); without it, as JSON whatever the route's
+    media type (/metrics is text/plain), by reference to that component."""
+    body: dict[str, Any] = {"model": ErrorEnvelope} if model else {"content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}}
+    return {s: {**body, "description": _MEANING[s],
                 **({"headers": _HEADERS[s]} if s in _HEADERS else {})} for s in statuses}
 
 
 API_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 422, 429, 503)
 """The errors an API route may return (documented on every route that needs a caller)."""
-PUBLIC_ERRORS = error_responses(404, 422, 503)
+PUBLIC_ERRORS = error_responses(404, 422, 503, model=False)
 """Those of the routes without authentication (health, metrics, widget schemas)."""
 
 

@@ -160,10 +160,16 @@ async def _send(ws: WebSocket, client: Client) -> None:
                 await ws.send_json(message)
 
 
+SSE_EVENT = {"type": "object", "required": ["event", "data"], "properties": {
+    "event": {"type": "string", "description": "the message type: dashboard, alert, …"},
+    "data": {"type": "string", "description": "the message as JSON"}}}
+"""One event of the stream, as the OpenAPI schema documents it (keep-alives are comments)."""
+
+
 @router.get("/dashboards/{dashboard_id}/events", summary="Live updates as Server-Sent Events",
             response_class=StreamingResponse,
             responses={200: {"description": "An event stream: the dashboard, then its updates",
-                             "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+                             "content": {"text/event-stream": {"schema": SSE_EVENT}}}})
 async def events(st: State, me: Viewer, request: Request, dashboard_id: str,
                  theme: str | None = None) -> StreamingResponse:
     client = st.hub.connect(me.username, me.role)

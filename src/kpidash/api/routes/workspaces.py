@@ -92,7 +92,7 @@ async def members(st: Shared, me: User, workspace: str) -> list[dict[str, Any]]:
     return [_json(m) for m in await st.run(st.accounts.members, me.user_id, workspace)]
 
 
-@router.put("/workspaces/{workspace}/members/{user_id}",
+@router.put("/workspaces/{workspace}/members/{user_id}", status_code=204,
             summary="Add a member or change their role (workspace admin)")
 async def put_member(st: Shared, me: User, workspace: str, user_id: str,
                      body: MemberBody) -> Response:
