@@ -10,7 +10,9 @@ PostgreSQL database), and after every kill:
 * every batch sent but not acknowledged is wholly there or wholly absent, never in part;
 * nothing else is there (no point of a batch that was never sent).
 
-Background work runs through the kills too: an alert rule fires once per round (its slice
+Every ingest also updates the workspace's quota state (limits set far away) in its
+transaction: after each kill it still bounds the stored points from above. Background work
+runs through the kills too: an alert rule fires once per round (its slice
 is the round's dimension value), so every alert tick writes alert states, history and outbox
 rows and delivers notifications to a webhook receiver. After the last restart every round's
 alert is firing, each alert's history is one unbroken chain ending in its state, and every
@@ -147,7 +149,11 @@ def setup_store(tmp_path: Path, db: str, hook: str | None = None) -> Server:
     kpis.write_text(KPIS_YAML)
     env = {**os.environ, "KPIDASH_DB": db, "KPIDASH_SECRET": SECRET,
            "KPIDASH_KPIS": str(kpis), "KPIDASH_REFRESH_TICK_SECONDS": "0.2",
-           "KPIDASH_ALERT_INTERVAL_SECONDS": "1"}
+           "KPIDASH_ALERT_INTERVAL_SECONDS": "1",
+           # quotas far away: every ingest also reads and writes the workspace's quota state
+           # (its token bucket and stored-points bound) in the batch's transaction
+           "KPIDASH_QUOTA_MAX_POINTS": "100000000",
+           "KPIDASH_QUOTA_INGEST_POINTS_PER_MINUTE": "100000000"}
     if hook is not None:
         channels = tmp_path / "channels.yaml"
         channels.write_text(f'channels:\n  hook: {{type: webhook, url: "{hook}"}}\n')
@@ -268,9 +274,14 @@ def check_points(table: Any, ledger: Ledger) -> int:
 
 
 def read_store(db: str) -> Any:
-    """The crash KPI's points, read by a store opened directly (it must open cleanly)."""
+    """The crash KPI's points, read by a store opened directly (it must open cleanly); the
+    workspace's quota state must still bound its stored points from above (else a later
+    ingest could pass the limit)."""
     store = open_store(db)
     try:
+        bound = store.quota_state("default").stored
+        stored = store.point_count("default", None)
+        assert bound is None or bound >= stored, f"quota bound {bound} < {stored} points"
         return store.read_points("default", KPI)
     finally:
         store.close()
