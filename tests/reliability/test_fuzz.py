@@ -1,12 +1,15 @@
 """API fuzzing (issue 10): schemathesis against the app's own OpenAPI schema.
 
-The real app over a copy of the demo DuckDB store is loaded in process; schemathesis reads
-``/openapi.json`` from it and, for every operation of the schema, sends a bounded number of
-generated requests (schema examples, its coverage phase of boundary and invalid values, then
-hypothesis fuzzing; valid and invalid data alike), derandomized and without a hypothesis
-database, so two runs send the same requests. Each request carries a fresh admin token (so
-role checks do not hide the handlers, and a logout or a password change in one case cannot
-turn the rest into 401s); a second, smaller pass sends the read operations as a viewer.
+The real app over a copy of the demo DuckDB store serves on loopback; for every operation of
+its OpenAPI schema schemathesis sends a bounded number of generated requests (the schema's
+examples, its coverage phase of boundary and invalid values, then hypothesis fuzzing; valid
+and invalid data alike), derandomized with a fixed seed and no hypothesis database, so two
+runs send the same requests. Half the cases are aimed at things that exist (the default
+workspace, real KPIs, a dashboard, an alert rule and its alert) so that they get past the
+lookups. Requests carry an admin token (role checks do not hide the handlers); after any
+request that may end its session (logout, password change, user administration) the next
+one gets a new session, so no case turns the rest into 401s. A second, smaller pass sends
+the read operations as a viewer.
 
 Every response must be: no 5xx; a documented status code, content type and headers; a body
 that conforms to the documented schema — error responses included (the error envelope).
@@ -20,16 +23,12 @@ import shutil
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import schemathesis
-from api.conftest import NOW, PASSWORD, SECRET, USERS, Template, accounts_for
-from counts import count
 from hypothesis import HealthCheck, settings, strategies
-from loopback import serve_in_thread
 from pydantic import SecretStr
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
@@ -40,18 +39,21 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from api.conftest import NOW, PASSWORD, SECRET, USERS, Template, accounts_for
+from counts import count
 from kpidash.api import create_app
 from kpidash.clock import FixedClock
 from kpidash.engine import Engine
 from kpidash.schemas import schema_names
 from kpidash.settings import Settings
 from kpidash.store import open_store
+from loopback import serve_in_thread
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
-TIMEOUT = 60  # seconds per request (a live event stream is read until then or its first events)
-EXAMPLES = 8  # hypothesis examples per operation in the fuzzing phase (the time budget)
-VIEWER_EXAMPLES = 4
+TIMEOUT = 60  # seconds per request
+EXAMPLES = 12  # hypothesis examples per operation in the fuzzing phase (the time budget)
+VIEWER_EXAMPLES = 6
 SEED = 1234
 
 
@@ -73,8 +75,8 @@ schemathesis.openapi.media_type("application/zip", strategies.binary(max_size=51
 
 def _bare_schema() -> Any:
     """The app's OpenAPI schema, read at collection time from an app over an empty in-memory
-    store (schemathesis makes one test per operation from it); ``test_schema_is_the_served_one``
-    checks that the demo app serves the same schema."""
+    store (schemathesis makes one test per operation from it);
+    ``test_every_operation_was_fuzzed`` checks that the demo app serves the same schema."""
     app = create_app(Settings(db=":memory:", secret=SecretStr(SECRET)), clock=FixedClock(NOW))
     try:
         return app.openapi()
@@ -82,20 +84,21 @@ def _bare_schema() -> Any:
         app.state.kpidash.engine.close()
 
 
-def _config(**phases: Any) -> SchemathesisConfig:
+def _config(examples: int, **phases: Any) -> SchemathesisConfig:
+    # an event stream (a dashboard's live updates) is read up to its first event
     return SchemathesisConfig.from_dict({
         "seed": SEED, "suppress-health-check": ["all"], "max-stream-events": 1,
-        "generation": {"deterministic": True, "database": "none", "max-examples": EXAMPLES},
+        "generation": {"deterministic": True, "database": "none", "max-examples": examples},
         "phases": phases})
 
 
 RAW = _bare_schema()
 OPERATIONS = {f"{method.upper()} {path}" for path, ops in RAW["paths"].items() for method in ops}
-schema = schemathesis.openapi.from_dict(RAW, config=_config())
+schema = schemathesis.openapi.from_dict(RAW, config=_config(EXAMPLES))
 # the viewer pass: the read operations, fuzzing phase only (the coverage phase's boundary
 # cases are the admin pass's), fewer examples
-reads = schemathesis.openapi.from_dict(RAW, config=_config(coverage={"enabled": False})) \
-    .include(method="GET")
+reads = schemathesis.openapi.from_dict(
+    RAW, config=_config(VIEWER_EXAMPLES, coverage={"enabled": False})).include(method="GET")
 
 
 @dataclass
