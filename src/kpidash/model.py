@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -71,29 +71,36 @@ class Grain(StrEnum):
     YEAR = "year"
 
 
+MAX_ABS_VALUE = 1e18  # largest accepted |value| of a point or a KPI's number: beyond any real
+# KPI, and the store sums values exactly below it
+# A number of a definition: finite (no NaN/inf, which JSON cannot carry back) and within ±1e18
+Number = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)]
+
+
 class KPI(BaseModel):
     """One KPI definition. Field names follow the original seed design."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False,
+                              allow_inf_nan=False)
 
     id: str = Field(pattern=KPI_ID_PATTERN, description="lower_snake_case identifier")
     name: str = Field(min_length=1)
     description: str = ""
     unit: str = ""
     higher_is_better: bool = True
-    min_value: float | None = None
-    max_value: float | None = None
-    weight: float = 1.0
-    anomaly_threshold: float = Field(default=4.0, gt=0, description="robust z at which a point is anomalous")
+    min_value: Number | None = None
+    max_value: Number | None = None
+    weight: Number = 1.0
+    anomaly_threshold: Number = Field(default=4.0, gt=0, description="robust z at which a point is anomalous")
     critical: bool = False
     forecast_model: str = "auto"
     kind: KpiKind = KpiKind.SIMPLE
     aggregation: Aggregation = Aggregation.SUM
     numerator: str | None = None
     denominator: str | None = None
-    scale: float = Field(default=1.0, description="ratio multiplier, e.g. 100 for percent")
+    scale: Number = Field(default=1.0, description="ratio multiplier, e.g. 100 for percent")
     expression: str | None = None
-    target: float | None = None
+    target: Number | None = None
     target_grain: Grain | None = Field(
         default=None, description="for sum/count KPIs: the target is the total of one such "
         "period (e.g. month); unset: a level every period should reach")

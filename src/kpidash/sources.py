@@ -19,7 +19,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from kpidash.core.report import ReportBuilder
-from kpidash.errors import BatchRejected, ConfigError
+from kpidash.errors import BatchRejected, ConfigError, InputError
 
 FORMATS = ("csv", "parquet", "json")
 _CSV_BLOCK = 16 << 20
@@ -58,8 +58,7 @@ def read_chunks(path: Path, fmt: str, chunk_rows: int) -> Iterator[Chunk]:
     elif fmt == "parquet":
         yield from _parquet_chunks(path, chunk_rows)
     elif fmt == "json":
-        text = path.read_text(encoding="utf-8")
-        table = points_from_json(text, source=path.name)
+        table = points_from_json(path.read_bytes(), source=path.name)  # bytes: UTF-8 checked
         yield Chunk(table, 0, path.stat().st_size)
     else:
         raise ConfigError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -75,7 +74,8 @@ def _csv_chunks(path: Path) -> Iterator[Chunk]:
         raise ConfigError(f"{path.name}: the file is empty; expected a header row "
                           "timestamp,kpi,value[,dimension…]")
     convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                   strings_can_be_null=True, quoted_strings_can_be_null=False)
+                                   strings_can_be_null=True, quoted_strings_can_be_null=False,
+                                   null_values=[""])  # "NaN" is a value, reported as such
     # Progress is the position in the file on disk (compressed bytes for .gz), read from
     # the raw stream under the reader, so the bar is exact rather than estimated.
     raw = pa.OSFile(str(path), "rb")
@@ -86,6 +86,7 @@ def _csv_chunks(path: Path) -> Iterator[Chunk]:
                                 convert_options=convert)
     except pa.ArrowInvalid as exc:
         raw.close()
+        _not_utf8(path, exc, 0)
         raise ConfigError(f"{path.name}: cannot read as CSV: {exc}") from None
     offset = 0
     try:
@@ -95,6 +96,7 @@ def _csv_chunks(path: Path) -> Iterator[Chunk]:
             except StopIteration:
                 break
             except pa.ArrowInvalid as exc:
+                _not_utf8(path, exc, offset)
                 raise ConfigError(f"{path.name}: malformed CSV after data row {offset}: {exc}") \
                     from None
             table = pa.Table.from_batches([batch])
@@ -102,6 +104,14 @@ def _csv_chunks(path: Path) -> Iterator[Chunk]:
             offset += table.num_rows
     finally:
         raw.close()
+
+
+def _not_utf8(path: Path, exc: pa.ArrowInvalid, offset: int) -> None:
+    """Arrow's "invalid UTF8 data" as the error a user can act on (raised), else nothing."""
+    if "invalid UTF8" in str(exc):
+        where = str(exc).split(":", 1)[0]  # "In CSV column #3"
+        raise InputError(f"{path.name}: not valid UTF-8 text ({where.lower()}, after data row "
+                         f"{offset}); save the file as UTF-8") from None
 
 
 def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[Chunk]:
@@ -130,6 +140,15 @@ def points_from_json(payload: str | bytes | Mapping[str, Any] | list[Any],
         except json.JSONDecodeError as exc:
             rb.error("json.syntax", f"not valid JSON: {exc.msg}", source=source, row=exc.lineno)
             raise BatchRejected("batch rejected", rb.build()) from None
+        except UnicodeDecodeError as exc:
+            rb.error("json.encoding", f"not valid UTF-8: byte {exc.start} is "
+                     f"{exc.object[exc.start:exc.start + 1]!r}", source=source)
+            raise BatchRejected("batch rejected", rb.build()) from None
+        except RecursionError:
+            rb.error("json.depth", "the JSON is nested too deeply to read; a batch is "
+                     '{"points": [{"kpi": …, "ts": …, "value": …, "dims": {…}}, …]}',
+                     source=source)
+            raise BatchRejected("batch rejected", rb.build()) from None
     items: Any = payload.get("points") if isinstance(payload, Mapping) else payload
     if not isinstance(items, list):
         rb.error("json.shape", "expected a list of points or an object with a 'points' list, "
@@ -150,9 +169,14 @@ def points_from_json(payload: str | bytes | Mapping[str, Any] | list[Any],
             rb.error("json.shape", f"unknown field(s) {sorted(unknown)}; expected kpi, ts, value, "
                      "dims", source=source, row=row)
         d = item.get("dims") or {}
-        if not isinstance(d, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in d.items()):
-            rb.error("json.shape", "dims must be an object of string → string",
+        if not isinstance(d, Mapping):
+            rb.error("json.shape", "dims must be an object of dimension → string value, got "
+                     f"a {_json_type(d)}", source=source, row=row, field="dims")
+            d = {}
+        bad_dims = [k for k, v in d.items() if not isinstance(v, str)]
+        if bad_dims:
+            rb.error("json.shape", "dims must be an object of dimension → string value; "
+                     + ", ".join(f"{k!r} is a {_json_type(d[k])}" for k in bad_dims[:10]),
                      source=source, row=row, field="dims")
             d = {}
         v = item.get("value")
@@ -176,6 +200,11 @@ def points_from_json(payload: str | bytes | Mapping[str, Any] | list[Any],
     for name, col in dims.items():
         cols[name] = pa.array(col, pa.string())
     return pa.table(cols)
+
+
+def _json_type(v: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+            float: "number", type(None): "null"}.get(type(v), type(v).__name__)
 
 
 def _text(v: Any) -> str | None:

@@ -120,3 +120,18 @@ def test_complete_periods(now: str, grain: Grain, tz: str, expected: int) -> Non
     periods, labels = agg.keys_to_utc(keys, grain, tz)
     s = Series("k", grain, tz, periods, np.ones(len(keys)), None, labels)
     assert agg.complete_periods(s, datetime.fromisoformat(now)) == expected
+
+
+@pytest.mark.parametrize(("start", "end", "grain", "needle"), [
+    (datetime(2024, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC), "day",
+     "supported range"),
+    (datetime(1, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC), "year", "supported range"),
+    (datetime(2024, 1, 1, tzinfo=UTC), datetime(2261, 1, 1, tzinfo=UTC), "minute", "periods"),
+])
+def test_unanswerable_ranges_are_query_errors(start: datetime, end: datetime, grain: str,
+                                              needle: str) -> None:
+    """Issue 10: a range pandas cannot hold, or of too many periods, was a 500."""
+    from kpidash.model import Grain
+
+    with pytest.raises(QueryError, match=needle):
+        agg.Query("revenue", Grain(grain), start, end)

@@ -149,3 +149,12 @@ def test_parse_duration(text: object, seconds: float) -> None:
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_bands_are_refused(bad: float) -> None:
+    """Issue 10: a NaN band was stored and then broke every JSON answer listing the rule."""
+    raw = {"id": "a", "kpi": "signups", "condition": {"kind": "threshold", "direction": "above",
+                                                      "bands": {"high": bad}}}
+    rules, report = validate_rules([raw])
+    assert not rules and "finite" in str(report.errors[0])

@@ -138,3 +138,20 @@ def test_report_caps_issue_objects_but_counts_all(reg: Registry) -> None:
                   "value": [1.0] * n})
     _, report = validate(t, reg)
     assert len(report.issues) == 1000 and report.error_count == n
+
+
+def test_timestamps_after_latest_are_refused(reg: Registry) -> None:
+    """Issue 10: a year typed 9999 (or 2204 for 2024) is refused, naming the limit."""
+    from datetime import UTC, datetime
+
+    latest = datetime(2024, 7, 1, tzinfo=UTC)
+    t = table(timestamp=["2024-06-30T00:00:00Z", "9999-12-31T00:00:00Z", "2024-07-02T00:00:00Z"],
+              kpi=["revenue"] * 3, value=[1.0] * 3)
+    batch, report = validate(t, reg, latest=latest)
+    assert batch is None
+    assert [(i.code, i.location.row) for i in report.errors] == [
+        ("point.timestamp_future", 2), ("point.timestamp_future", 3)]
+    assert "no later than 2024-07-01T00:00:00Z" in report.errors[0].message
+    assert "9999-12-31T00:00:00Z" in report.errors[0].message
+    ok, _ = validate(t.slice(0, 1), reg, latest=latest)
+    assert ok is not None

@@ -110,3 +110,27 @@ def test_merge_replaces_and_revalidates() -> None:
     reg = load_pack("saas")
     merged = reg.merged(build_registry([{**BASE, "unit": "€"}]))
     assert merged.get("revenue").unit == "€" and len(merged) == len(reg)
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    pytest.param("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefg", "bcdefgh",
+                                                                     strict=True))
+        + "kpis: [{id: lol, name: *h}]\n", "aliases", id="billion-laughs"),
+    pytest.param("kpis: " + "[" * 5000 + "]" * 5000, "nested too deeply", id="deep"),
+    pytest.param("kpis: [!!python/object/apply:os.system [id]]", "constructor", id="python-tag"),
+])
+def test_hostile_yaml_is_refused_quickly(text: str, needle: str) -> None:
+    """Issue 10: YAML bombs and deep nesting are syntax-level refusals, not hangs or 500s."""
+    with pytest.raises(RegistryInvalid) as info:
+        parse_yaml(text, source="k.yaml")
+    [issue] = info.value.report.errors
+    assert issue.code == "yaml.syntax" and needle in issue.message
+
+
+@pytest.mark.parametrize("field", ["min_value", "max_value", "target", "weight",
+                                   "anomaly_threshold"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e308])
+def test_kpi_numbers_must_be_finite_and_bounded(field: str, bad: float) -> None:
+    _kpis, report = validate_definitions([{"id": "k", "name": "K", field: bad}])
+    assert not report.ok and field in str(report.errors[0])

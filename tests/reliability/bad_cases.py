@@ -15,9 +15,9 @@ from __future__ import annotations
 import io
 import json
 import math
-from datetime import UTC, datetime
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -141,7 +141,7 @@ def nested_object(key: str, levels: int = NEST) -> bytes:
 
 
 # billion laughs: 9 levels of 10 aliases each — 10**9 "lol"s if expanded
-YAML_BOMB = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n" + "".join(
+YAML_BOMB = "a: &a [" + ", ".join(['"lol"'] * 10) + "]\n" + "".join(
     f"{c}: &{c} [{','.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
 YAML_TAGS = {
     "python-object-apply": "!!python/object/apply:os.system ['echo pwned > pwned.txt']\n",

@@ -32,7 +32,7 @@ def points_table(raw: bytes) -> pa.Table:
 
     try:
         payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return sources.points_from_json(raw)
     table = _fast(payload)
     return table if table is not None else sources.points_from_json(raw)

@@ -178,6 +178,18 @@ def request_validation(exc: RequestValidationError) -> JSONResponse:
                     f"{first['location'].get('field', 'request')}: {first['message']}", details)
 
 
+def _body_problem(exc: StarletteHTTPException) -> str | None:
+    """What FastAPI's "There was an error parsing the body" (400) was: it hides the cause, a
+    body that is not UTF-8 or JSON nested beyond the parser's recursion limit."""
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the body is not valid UTF-8 JSON: byte {cause.start} is " \
+               f"{cause.object[cause.start:cause.start + 1]!r}"
+    if isinstance(cause, RecursionError):
+        return "the body's JSON is nested too deeply to read"
+    return None
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every exception into the envelope."""
 
@@ -193,7 +205,8 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         headers = dict(exc.headers) if exc.headers else None
-        return envelope(exc.status_code, code, str(exc.detail), None, headers)
+        return envelope(exc.status_code, code, _body_problem(exc) or str(exc.detail), None,
+                        headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

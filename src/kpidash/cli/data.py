@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from kpidash.cli._shared import FilterOption, open_engine, out, parse_filters, parse_instant, progress
+from kpidash.errors import InputError
 
 
 def register(app: typer.Typer) -> None:
@@ -32,6 +33,9 @@ def ingest(
             engine.register(load_pack(pack))
         with progress(f"ingesting {file.name}") as update:
             result = engine.ingest_file(file, fmt=fmt, progress=update)
+        if result.rows == 0:  # nothing was written: there was nothing
+            raise InputError(f"{file.name} is empty: no points; expected rows of timestamp, "
+                             "kpi, value and one column per dimension")
         out.print(f"{result.rows:,} rows read, {result.written:,} points written "
                   f"({result.new_series:,} new series, {result.corrected:,} corrected, "
                   f"{result.warnings:,} warnings) into {engine.store.url}", markup=False)

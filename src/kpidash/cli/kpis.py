@@ -10,18 +10,27 @@ from rich.table import Table
 
 from kpidash.cli._shared import err, open_engine, out
 from kpidash.core.registry import parse_yaml, validate_definitions
-from kpidash.errors import KpidashError
+from kpidash.errors import InputError, KpidashError
 
 kpis_app = typer.Typer(help="Manage KPI definitions.", no_args_is_help=True)
+
+
+def _read(file: Path) -> str:
+    if not file.is_file():
+        raise KpidashError(f"no such file: {file}")
+    data = file.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{file}: not valid UTF-8 text (byte {exc.start} is "
+                         f"{data[exc.start:exc.start + 1]!r}); save the file as UTF-8") from None
 
 
 @kpis_app.command("validate")
 def kpis_validate(file: Annotated[Path, typer.Argument(help="YAML file of KPI definitions.")],
                   ) -> None:
     """Check a KPI definition file; print every problem; exit 1 when any is an error."""
-    if not file.is_file():
-        raise KpidashError(f"no such file: {file}")
-    raw = parse_yaml(file.read_text(encoding="utf-8"), source=str(file))
+    raw = parse_yaml(_read(file), source=str(file))
     kpis, report = validate_definitions(raw, source=str(file))
     for issue in report.issues:
         (err if issue.level == "error" else out).print(str(issue), markup=False)
@@ -49,9 +58,7 @@ def kpis_load(
         if pack:
             engine.register(load_pack(pack))
         if file:
-            if not file.is_file():
-                raise KpidashError(f"no such file: {file}")
-            engine.register(load_registry(file.read_text(encoding="utf-8"), source=str(file)))
+            engine.register(load_registry(_read(file), source=str(file)))
         out.print(f"{len(engine.registry)} KPI(s) registered in {engine.store.url}", markup=False)
     finally:
         engine.close()

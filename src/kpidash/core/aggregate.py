@@ -60,7 +60,31 @@ class Query:
         if self.end <= self.start:
             raise QueryError(f"query end {self.end.isoformat()} must be after start "
                              f"{self.start.isoformat()}")
+        check_instants(self.start, self.end, "query")
+        periods = (self.end - self.start) / _APPROX[self.grain]
+        if periods > MAX_PERIODS:
+            raise QueryError(f"the query range {self.start.isoformat()} … {self.end.isoformat()} "
+                             f"holds about {periods:,.0f} {self.grain} periods, more than "
+                             f"{MAX_PERIODS:,}; narrow the range or use a coarser grain")
         check_timezone(self.tz)
+
+
+# Instants pandas can hold (datetime64[ns]): every period computation goes through it
+EARLIEST = datetime(1678, 1, 1, tzinfo=UTC)
+LATEST = datetime(2262, 1, 1, tzinfo=UTC)
+MAX_PERIODS = 1_000_000  # periods of one query (a year of minutes is 525,600)
+_APPROX = {Grain.MINUTE: timedelta(minutes=1), Grain.HOUR: timedelta(hours=1),
+           Grain.DAY: timedelta(days=1), Grain.WEEK: timedelta(weeks=1),
+           Grain.MONTH: timedelta(days=28), Grain.QUARTER: timedelta(days=89),
+           Grain.YEAR: timedelta(days=365)}
+
+
+def check_instants(start: datetime, end: datetime, what: str) -> None:
+    """QueryError unless both (aware) instants are within [EARLIEST, LATEST)."""
+    for name, ts in (("start", start), ("end", end)):
+        if not EARLIEST <= ts < LATEST:
+            raise QueryError(f"{what} {name} {ts.isoformat()} is outside the supported range "
+                             f"{EARLIEST:%Y-%m-%d} … {LATEST:%Y-%m-%d} (UTC)")
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,11 @@ bad row (1-based data row number, offset by ``row_offset`` for chunked files), t
 what was expected and what came.
 
 Checks: unknown or non-simple KPI, missing/unparseable/naive timestamp (naive is accepted
-only when ``default_tz`` is given), non-numeric or non-finite value, value outside the KPI's
-[min_value, max_value] (handled by the KPI's ``on_out_of_bounds`` policy), dimension not
-declared by the KPI, dimension value with control characters or longer than 200 characters.
+only when ``default_tz`` is given), timestamp after ``latest`` (the caller's clock plus
+:data:`FUTURE_HORIZON`: a year typed 2204 for 2024, seconds sent as milliseconds),
+non-numeric or non-finite value, value outside the KPI's [min_value, max_value] (handled by
+the KPI's ``on_out_of_bounds`` policy), dimension not declared by the KPI, dimension value
+with control characters or longer than 200 characters.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -27,14 +30,14 @@ import pyarrow.compute as pc
 
 from kpidash.core.registry import Registry
 from kpidash.core.report import Report, ReportBuilder
-from kpidash.model import DIM_NAME_PATTERN, BoundsPolicy, KpiKind
+from kpidash.model import DIM_NAME_PATTERN, MAX_ABS_VALUE, BoundsPolicy, KpiKind
 
 REQUIRED = ("timestamp", "kpi", "value")
 ALIASES = {"ts": "timestamp", "time": "timestamp", "kpi_id": "kpi"}
 TS_TYPE = pa.timestamp("us", tz="UTC")
 SERIES_KEY_SEP = "\x1f"
 MAX_DIM_VALUE = 200
-MAX_ABS_VALUE = 1e18  # largest accepted |value|: beyond any real KPI; lets the store sum exactly
+FUTURE_HORIZON = timedelta(days=366)  # how far after "now" a point may be (plans, budgets)
 # An offset only counts after a time of day: "2024-01-02" ends in "-02" but is a naive date.
 _AWARE_RE = r"\d{2}:\d{2}(:\d{2}([.,]\d+)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)$"
 _DIM_RE = re.compile(DIM_NAME_PATTERN)
@@ -94,8 +97,12 @@ def validate(
     row_offset: int = 0,
     default_tz: str | None = None,
     source: str | None = None,
+    latest: datetime | None = None,
 ) -> tuple[CleanBatch | None, Report]:
-    """Validate one batch; return (CleanBatch, report) or (None, report) when any row is bad."""
+    """Validate one batch; return (CleanBatch, report) or (None, report) when any row is bad.
+
+    ``latest`` (timezone-aware): timestamps after it are refused; the engine passes its
+    clock's now + :data:`FUTURE_HORIZON`."""
     table, col_report = normalise_columns(table)
     if not col_report.ok:
         return None, col_report
@@ -125,6 +132,8 @@ def validate(
 
     ts, ts_bad = _parse_timestamps(table.column("timestamp"), default_tz, rb, rows, source)
     bad |= ts_bad
+    if latest is not None:
+        bad |= _future(ts, ts_bad, latest, rb, rows, source)
 
     value, value_bad = _parse_values(table.column("value"), rb, rows, source)
     bad |= value_bad
@@ -285,6 +294,23 @@ def _parse_timestamps(col: pa.ChunkedArray, default_tz: str | None, rb: ReportBu
             bad[naive_i[failed]] = True
         _bad_ts(rb, rows[naive_i[failed]], text.take(pa.array(naive_i[failed])), source)
     return pa.array(out.astype("int64"), type=pa.int64()).cast(TS_TYPE), bad
+
+
+def _future(ts: pa.Array, ts_bad: npt.NDArray[np.bool_], latest: datetime, rb: ReportBuilder,
+            rows: npt.NDArray[np.int64], source: str | None) -> npt.NDArray[np.bool_]:
+    """Rows whose (valid) timestamp is after ``latest``, reported."""
+    limit = int((latest.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC))
+                // timedelta(microseconds=1))
+    micros = np.asarray(pc.fill_null(pc.cast(ts, pa.int64()), 0).to_numpy(zero_copy_only=False),
+                        dtype=np.int64)
+    future = ~ts_bad & (micros > limit)
+    if future.any():
+        shown = latest.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        got = [v.isoformat().replace("+00:00", "Z") for v in ts.filter(pa.array(future)).to_pylist()]
+        _row_errors(rb, "point.timestamp_future",
+                    f"expected a timestamp no later than {shown} ({FUTURE_HORIZON.days} days "
+                    "after the server's clock)", rows[future], "timestamp", source, got=got)
+    return future
 
 
 def _null_errors(rb: ReportBuilder, rows: npt.NDArray[np.int64], source: str | None) -> None:

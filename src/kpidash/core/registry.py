@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from kpidash.core import yamldoc
 from kpidash.core.expression import parse_expression
 from kpidash.core.report import Report, ReportBuilder
 from kpidash.errors import NotFound, RegistryInvalid
@@ -72,7 +73,7 @@ def parse_yaml(text: str, source: str = "<yaml>") -> list[Any]:
     """YAML text → raw definition list; a YAML syntax error becomes a RegistryInvalid."""
     rb = ReportBuilder()
     try:
-        doc = yaml.safe_load(text)
+        doc = yamldoc.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         row = mark.line + 1 if mark is not None else None

@@ -20,7 +20,7 @@ import yaml
 MAX_NODES = 100_000  # nodes after expanding aliases; the SaaS pack has ~600
 
 
-class YamlRefused(yaml.YAMLError):
+class YamlRefused(yaml.YAMLError):  # type: ignore[misc]  # PyYAML ships no type hints
     """A document refused before it was built; ``problem`` says why (as syntax errors do)."""
 
     def __init__(self, problem: str) -> None:

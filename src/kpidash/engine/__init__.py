@@ -22,7 +22,7 @@ from kpidash import sources
 from kpidash.clock import Clock, SystemClock
 from kpidash.core import aggregate as agg
 from kpidash.core import widgets
-from kpidash.core.batch import validate
+from kpidash.core.batch import FUTURE_HORIZON, validate
 from kpidash.core.registry import Registry, build_registry
 from kpidash.core.report import Report, ReportBuilder
 from kpidash.engine.alerting import AlertsMixin
@@ -211,7 +211,8 @@ class Engine(AlertsMixin, InsightsMixin):
         with self.store.transaction():
             for chunk in chunks:
                 batch, rep = validate(chunk.table, self._registry, row_offset=chunk.row_offset,
-                                      default_tz=self.input_timezone, source=source)
+                                      default_tz=self.input_timezone, source=source,
+                                      latest=now + FUTURE_HORIZON)
                 report.extend(rep)
                 rows += chunk.table.num_rows
                 if batch is None:

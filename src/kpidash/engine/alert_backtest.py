@@ -45,6 +45,7 @@ def backtest(engine: Engine, rules: Sequence[AlertRule], start: datetime, end: d
     if end <= start:
         raise QueryError(f"backtest end {end.isoformat()} must be after start "
                          f"{start.isoformat()}")
+    agg.check_instants(start, end, "backtest")
     prepared = []
     for n, rule in enumerate(rules):
         kpi = engine.registry.get(rule.kpi)

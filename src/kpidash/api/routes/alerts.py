@@ -149,14 +149,23 @@ async def put_rules(st: State, _: Analyst, request: Request) -> list[dict[str, A
     if "yaml" in request.headers.get("content-type", ""):
         from kpidash.api.routes.data import read_limited
 
-        raw = (await read_limited(request, st.settings.max_body_bytes)).decode("utf-8",
-                                                                               "replace")
+        body = await read_limited(request, st.settings.max_body_bytes)
+        try:
+            raw = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"alert rules YAML must be UTF-8; byte {exc.start} is "
+                             f"{body[exc.start:exc.start + 1]!r}") from None
     else:
         raw = _rules_body(await _json(request, st.settings.max_body_bytes))
         if not isinstance(raw, list):
             raise InputError("expected an alert rule, a list of them, or {\"rules\": [...]} "
                              f"(JSON), or YAML text; got a JSON {type(raw).__name__}")
+        if not raw:
+            raise InputError("the list of alert rules is empty; send at least one")
     rules = await st.run(st.engine.put_alert_rules, raw, source="request")
+    if not rules:  # YAML without rules: nothing was stored
+        raise InputError("the YAML is empty: no alert rules; expected a 'rules:' list with "
+                         "at least one rule")
     return [r.to_dict() for r in rules]
 
 

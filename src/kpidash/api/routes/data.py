@@ -84,8 +84,16 @@ def _definitions(body: Any) -> list[Any]:
     items = body.get("kpis") if isinstance(body, dict) and "kpis" in body else body
     items = [items] if isinstance(items, dict) else items
     if not isinstance(items, list):
-        raise InputError("expected a KPI definition, a list of them, or {\"kpis\": [...]}")
+        raise InputError("expected a KPI definition, a list of them, or {\"kpis\": [...]}; "
+                         f"got a JSON {_json_type(items)}")
+    if not items:
+        raise InputError("the list of KPI definitions is empty; send at least one")
     return items
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 @router.post("/kpis", status_code=201, summary="Add or replace KPI definitions")
@@ -138,11 +146,19 @@ async def _json(request: Request, limit: int) -> Any:
     raw = await read_limited(request, limit)
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise InputError(f"the body is not valid UTF-8 JSON: byte {exc.start} is "
+                         f"{raw[exc.start:exc.start + 1]!r}") from None
+    except ValueError as exc:
         raise InputError(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InputError("the body's JSON is nested too deeply to read") from None
 
 
 # -- ingestion --------------------------------------------------------------------------------
+
+EMPTY_BATCH = ("the batch is empty: send at least one point, e.g. {\"points\": [{\"kpi\": "
+               "\"signups\", \"ts\": \"2024-05-01T00:00:00Z\", \"value\": 3}]}")
 
 
 def _ingested(st: Any, result: Any, kpis: set[str], source: str) -> dict[str, Any]:
@@ -165,6 +181,8 @@ async def ingest(st: State, _: Ingester, request: Request) -> dict[str, Any]:
     # client's batch is parsed while another's is written (benchmarks/api.py, 2 clients ×
     # 10,000 points: 42,800 → 58,200 points/s, the second on a busier machine)
     table = await anyio.to_thread.run_sync(points_table, raw)
+    if table.num_rows == 0:
+        raise InputError(EMPTY_BATCH)
     result = await st.run(quotas.ingest, st, table.num_rows,  # within the workspace's quotas
                           partial(st.engine.ingest_table, table, source="json"))
     kpis = (set(pc.unique(table.column("kpi")).to_pylist()) if "kpi" in table.column_names
@@ -233,6 +251,9 @@ async def _ingest_bytes(st: Any, raw: bytes, format: str) -> dict[str, Any]:
         except pa.ArrowException as exc:  # a corrupt or truncated file (e.g. not Parquet)
             raise InputError(f"the upload is not a readable {format} file: "
                              f"{str(exc).splitlines()[0][:200]}") from None
+    if result.rows == 0:  # nothing was written: there was nothing
+        raise InputError(f"the {format} upload is empty: no data rows; send at least one "
+                         "point (columns timestamp, kpi, value, one per dimension)")
     kpis = {k.id for k in st.engine.registry}
     return _ingested(st, result, kpis, format)
 
@@ -256,6 +277,10 @@ async def write(st: State, _: Ingester, request: Request,
                           mapping=mapping)
     if table is None:
         raise BatchRejected("line protocol batch rejected, nothing written", report)
+    if table.num_rows == 0:
+        raise InputError("the line protocol body is empty: no points, only blank or "
+                         "comment lines; send at least one line such as "
+                         "'signups,region=EU value=3'")
     result = await st.run(quotas.ingest, st, table.num_rows,
                           partial(st.engine.ingest_table, table, source="line protocol"))
     _ingested(st, result, set(table.column("kpi").to_pylist()), "line_protocol")

@@ -48,6 +48,7 @@ from pydantic import (
     ValidationError,
 )
 
+from kpidash.core import yamldoc
 from kpidash.core.anomaly.result import Severity
 from kpidash.core.report import Report, ReportBuilder
 from kpidash.errors import RulesInvalid
@@ -107,7 +108,7 @@ class Baseline(StrEnum):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ThresholdCondition(_Model):
@@ -188,7 +189,8 @@ AnyOf.model_rebuild()
 class AlertRule(_Model):
     """One alert rule. ``for`` and ``keep_firing_for`` are spelled so in YAML."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              allow_inf_nan=False)
 
     id: str = Field(pattern=KPI_ID_PATTERN, description="lower_snake_case identifier")
     kpi: str = Field(pattern=KPI_ID_PATTERN)
@@ -217,7 +219,7 @@ def parse_rules_yaml(text: str, source: str = "<yaml>") -> list[Any]:
     """YAML text (``rules:`` list or a bare list) → raw rule list; bad YAML raises RulesInvalid."""
     rb = ReportBuilder(item_kind="rule")
     try:
-        doc = yaml.safe_load(text)
+        doc = yamldoc.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         rb.error("yaml.syntax", f"not valid YAML: {getattr(exc, 'problem', exc)}",
