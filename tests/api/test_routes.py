@@ -673,3 +673,13 @@ def test_multipart_upload_as_browsers_send_it(make_api: Any) -> None:
         r = c.post("/api/v1/ingest/file", headers=h,
                    files={"file": ("p.csv", csv * 200, "text/csv")})
         assert r.status_code == 413
+
+
+def test_saved_filters_name_declared_dimensions_only(shared_api: Api) -> None:
+    """Issue 10: a saved filter on a dimension the KPI lacks (or named with SQL) was stored."""
+    c, h = shared_api.client, shared_api.auth("viewer")
+    for dim in ("colour", "region'; DROP TABLE points; --"):
+        err = assert_error(c.patch("/api/v1/me", headers=h, json={
+            "saved_filters": {"revenue": {dim: ["EU"]}}}), 400)
+        assert f"no dimension {dim!r}" in err["message"] and "region" in err["message"]
+    assert ok(c.get("/api/v1/me", headers=h))["saved_filters"] == {}

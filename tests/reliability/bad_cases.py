@@ -8,6 +8,24 @@ written into the case's own directory first; ``{dir}`` in an argument is that di
 Where a category of the issue does not apply to a path, the generator says why in a comment.
 Every payload is a constant or derived from one (no randomness): same rows, same order, every
 run.
+
+Where the categories of the issue do not apply (and so have no rows):
+
+* naive timestamps — line protocol (an integer epoch has no zone), definitions and rules (no
+  timestamps); query instants are covered (API: refused; the CLI documents naive = UTC);
+* NaN/±inf/1e308 — line protocol only as text (no typed NaN exists there); query parameters
+  other than ``horizon``/``limit`` take no numbers;
+* invalid UTF-8 — Parquet (binary; pyarrow refuses to write invalid UTF-8 into a string
+  column, and the reader validates it), query strings (the HTTP client percent-encodes);
+* deep nesting — CSV, Parquet and line protocol are flat;
+* YAML bombs and tags — only where YAML is read: alert rules (API with a YAML content type,
+  backtests, CLI) and KPI files (CLI); the API takes KPI definitions as JSON only;
+* huge batches — the API's body limits (413); the CLI streams files of any size in chunks by
+  design (README "Data"), so a big file is not bad input there;
+* duplicate points — not an error: within a batch the last one wins (README "Data"), tested
+  by test_duplicate_points_in_one_batch_last_one_wins; duplicate ids and columns are rows;
+* path traversal — only where a file name comes from outside: uploads, workspace archives
+  (member names, manifest entries, ids) and CLI file arguments.
 """
 
 from __future__ import annotations
@@ -606,7 +624,9 @@ def bad_definitions() -> Iterator[Case]:
 
 # -- query parameters of the read routes (and the CLI's query options) ----------------------------
 # A filter VALUE is data: an injection string there must answer like any value nobody sent (an
-# empty slice), so those rows expect 200 and an answer; a dimension NAME must be refused.
+# empty slice), so those rows expect 200 and an answer; a dimension NAME must be refused. The
+# value rows use /trends: a successful /series records the viewer's interaction (bookkeeping
+# that is right to write), which the "store unchanged" check would rightly see.
 
 
 def bad_queries() -> Iterator[Case]:
@@ -746,10 +766,47 @@ def bad_file_names() -> Iterator[Case]:
         ("workspace",))
 
 
+# -- the smaller JSON inputs: interactions, profile, dashboards -----------------------------------
+
+
+def bad_small_bodies() -> Iterator[Case]:
+    rows: list[tuple[str, str, str, Any, int, tuple[str, ...]]] = [
+        ("unknown-kpi", "interactions", "/api/v1/interactions",
+         {"kind": "view_kpi", "kpi_id": "nope"}, 404, ("nope",)),
+        ("filter-dim-sql", "interactions", "/api/v1/interactions",
+         {"kind": "apply_filter", "kpi_id": "signups", "filters": {SQL[0]: ["EU"]}}, 400,
+         ("dimension",)),
+        ("filter-value-null", "interactions", "/api/v1/interactions",
+         {"kind": "apply_filter", "kpi_id": "signups", "filters": {"region": [None]}}, 422,
+         ("filters.region.0",)),
+        ("kind-unknown", "interactions", "/api/v1/interactions", {"kind": "drop_table"}, 422,
+         ("kind",)),
+        ("unknown-kpi", "dashboards", "/api/v1/dashboards",
+         {"name": "D", "spec": {"kpis": ["nope"]}}, 404, ("nope",)),
+        ("kpis-sql", "dashboards", "/api/v1/dashboards",
+         {"name": "D", "spec": {"kpis": ["signups'; DROP TABLE dashboards; --"]}}, 404,
+         ("unknown KPI",)),
+        ("name-null", "dashboards", "/api/v1/dashboards", {"name": None}, 422, ("name",)),
+    ]
+    for name, path, url, body, status, frags in rows:
+        yield Case(name, path, Req("POST", url, {"json": body}, role="viewer"), status, frags)
+    patches: list[tuple[str, Any, int, tuple[str, ...]]] = [
+        ("timezone-traversal", {"timezone": "../../../etc/passwd"}, 400, ("time zone",)),
+        ("followed-unknown", {"followed": ["nope"]}, 404, ("nope",)),
+        ("saved-filter-dim-sql", {"saved_filters": {"signups": {SQL[0]: ["EU"]}}}, 400,
+         ("dimension",)),
+        ("refresh-huge", {"refresh_interval": 10**30}, 422, ("refresh_interval",)),
+        ("theme-unknown", {"theme": "../../etc"}, 422, ("theme",)),
+    ]
+    for name, body, status, frags in patches:
+        yield Case(name, "profile", Req("PATCH", "/api/v1/me", {"json": body}, role="viewer"),
+                   status, frags)
+
+
 def catalogue() -> list[Case]:
     cases = [*bad_numbers(), *bad_times(), *bad_names(), *bad_shapes(), *empty_and_huge(),
              *bad_encoding_and_nesting(), *bad_yaml(), *bad_definitions(), *bad_queries(),
-             *bad_file_names()]
+             *bad_file_names(), *bad_small_bodies()]
     ids = [c.pytest_id for c in cases]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     assert not dup, f"catalogue ids appear twice: {dup}"

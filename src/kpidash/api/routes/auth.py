@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kpidash.api.deps import ServerAdmin, Shared, User
 from kpidash.auth import Role
-from kpidash.errors import InvalidCredentials
+from kpidash.errors import InputError, InvalidCredentials
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -99,8 +99,17 @@ async def get_me(st: Shared, me: User) -> dict[str, Any]:
 @router.patch("/me", summary="Change my profile, theme, followed KPIs, saved filters")
 async def patch_me(st: Shared, me: User, body: ProfilePatch) -> dict[str, Any]:
     changes = body.model_dump(exclude_none=True)
+    registry = st.engine.registry
     for kpi_id in [*(changes.get("followed") or []), *(changes.get("saved_filters") or {})]:
-        st.engine.registry.get(kpi_id)
+        registry.get(kpi_id)
+    for kpi_id, filters in (changes.get("saved_filters") or {}).items():
+        # the dimensions a query of the KPI accepts (those of every simple input)
+        dims = set.intersection(*(set(registry.get(s).dimensions)
+                                  for s in registry.simple_inputs(kpi_id)))
+        unknown = sorted(set(filters) - dims)
+        if unknown:
+            raise InputError(f"saved_filters.{kpi_id}: KPI {kpi_id!r} has no dimension "
+                             f"{', '.join(map(repr, unknown))}; available: {sorted(dims) or 'none'}")
     user = await st.run(st.accounts.update_user, me.user_id, **changes)
     return user.to_dict()
 
