@@ -16,7 +16,8 @@ Where the categories of the issue do not apply (and so have no rows):
 * NaN/±inf/1e308 — line protocol only as text (no typed NaN exists there); query parameters
   other than ``horizon``/``limit`` take no numbers;
 * invalid UTF-8 — Parquet (binary; pyarrow refuses to write invalid UTF-8 into a string
-  column, and the reader validates it), query strings (the HTTP client percent-encodes);
+  column, and the reader validates it); in URLs it is percent-encoded (%FF) and decoded
+  with replacement characters, so those rows expect the error of an unknown name;
 * deep nesting — CSV, Parquet and line protocol are flat;
 * YAML bombs and tags — only where YAML is read: alert rules (API with a YAML content type,
   backtests, CLI) and KPI files (CLI); the API takes KPI definitions as JSON only;
@@ -670,6 +671,9 @@ def bad_queries() -> Iterator[Case]:
         ("render-grain", "/render?grain=eon", 400, ("grain",)),
         ("insights-limit", "/insights?limit=-1", 422, ("limit",)),
         ("digest-format", "/digest?format=pdf", 422, ("format",)),
+        ("path-invalid-utf8", "/series/%FF%FE", 404, ("unknown KPI",)),
+        ("filter-dim-invalid-utf8", "/series/signups?filter=%FF:EU", 400, ("dimension",)),
+        ("from-invalid-utf8", "/series/signups?from=2024-06-01T00:00:00%FF", 400, ("from",)),
     ]
     for name, url, status, frags in q:
         yield Case(name, "query", Req("GET", "/api/v1" + url, role="viewer"), status, frags)
