@@ -67,7 +67,14 @@ def read_chunks(path: Path, fmt: str, chunk_rows: int) -> Iterator[Chunk]:
 def _csv_chunks(path: Path) -> Iterator[Chunk]:
     gz = path.name.lower().endswith(".gz")
     with pa.input_stream(str(path), compression="gzip" if gz else None) as head:
-        header = head.read(1 << 16).split(b"\n", 1)[0].decode("utf-8-sig").strip()
+        first = head.read(1 << 16).split(b"\n", 1)[0]
+    try:
+        header = first.decode("utf-8-sig").strip()
+    except UnicodeDecodeError as exc:  # the data rows are checked by Arrow (_not_utf8)
+        raise InputError(f"{path.name}: not valid UTF-8 text (the header row, byte "
+                         f"{exc.start} is {first[exc.start:exc.start + 1]!r}); save the file "
+                         "as UTF-8 CSV with a header row timestamp,kpi,value[,dimension…]"
+                         ) from None
     delimiter = "\t" if path.name.lower().removesuffix(".gz").endswith(".tsv") else ","
     names = [h.strip() for h in header.split(delimiter)]
     if not header:

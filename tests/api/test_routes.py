@@ -155,6 +155,10 @@ def test_ingest_file_errors(api: Api) -> None:
     assert err["details"][0]["location"] == {"in": "query", "field": "format"}
     assert_error(api.client.post("/api/v1/ingest/file?format=csv", headers=h, content=b""),
                  400)
+    # a header row that is not UTF-8 (here a PNG sent as CSV) was a 500 (found by fuzzing)
+    err = assert_error(api.client.post("/api/v1/ingest/file?format=csv", headers=h,
+                                       content=b"\x89PNG\r\n\x1a\n"), 400, "bad_input")
+    assert "not valid UTF-8" in err["message"] and "header row, byte 0" in err["message"]
     assert api.points() == before
 
 

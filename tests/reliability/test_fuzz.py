@@ -65,12 +65,24 @@ def _zip(members: list[tuple[str, bytes]]) -> bytes:
     return out.getvalue()
 
 
-# the body of POST /workspaces/import (application/zip): random bytes, or zips of random
-# members named like an export's
+# media types schemathesis cannot generate by itself. The body of POST /workspaces/import
+# (application/zip): random bytes, or zips of random members named like an export's
 MEMBER = strategies.sampled_from(["manifest.json", "points.parquet", "kpis.parquet", "x/../y"]) \
     | strategies.text(min_size=1, max_size=20)
 schemathesis.openapi.media_type("application/zip", strategies.binary(max_size=512) | strategies.lists(
     strategies.tuples(MEMBER, strategies.binary(max_size=256)), max_size=3).map(_zip))
+
+# the body of POST …/ingest/file as text/csv: a header and rows of KPI ids, times and values,
+# each real or not
+CELL = strategies.sampled_from(["signups", "revenue", "2024-06-30T12:00:00Z", "2024-06-30",
+                                "12.5", "-1", "nan", "1e309", ""]) \
+    | strategies.text(max_size=12)
+CSV = strategies.tuples(
+    strategies.sampled_from(["timestamp,kpi,value", "timestamp,kpi,value,region", "ts,value",
+                            "a;b;c"]),
+    strategies.lists(strategies.lists(CELL, min_size=1, max_size=4), max_size=6),
+).map(lambda t: "\n".join([t[0], *(",".join(row) for row in t[1])]).encode())
+schemathesis.openapi.media_type("text/csv", CSV)
 
 
 def _bare_schema() -> Any:

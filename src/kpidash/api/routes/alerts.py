@@ -143,7 +143,23 @@ def _rules_body(body: Any) -> Any:
     return [body] if isinstance(body, dict) else body
 
 
-@router.post("/alert-rules", status_code=201, summary="Add or replace rules (JSON or YAML)")
+RULE = {"type": "object", "required": ["id", "kpi", "condition"], "properties": {
+    "id": {"type": "string"}, "kpi": {"type": "string"}, "per": {"type": "string"},
+    "condition": {"type": "object", "properties": {
+        "kind": {"type": "string"}, "direction": {"enum": ["above", "below"]},
+        "bands": {"type": "object", "additionalProperties": {"type": "number"}}}},
+    "repeat_interval": {"type": "string", "description": "e.g. 1d"}}}
+"""An alert rule as the OpenAPI schema describes it (the engine checks it in full)."""
+RULES_BODY = {"required": True, "content": {
+    "application/json": {"schema": {"anyOf": [
+        RULE, {"type": "array", "items": RULE},
+        {"type": "object", "required": ["rules"],
+         "properties": {"rules": {"type": "array", "items": RULE}}}]}},
+    "application/yaml": {"schema": {"type": "string"}}}}
+
+
+@router.post("/alert-rules", status_code=201, summary="Add or replace rules (JSON or YAML)",
+             openapi_extra={"requestBody": RULES_BODY})
 async def put_rules(st: State, _: Analyst, request: Request) -> list[dict[str, Any]]:
     raw: Any
     if "yaml" in request.headers.get("content-type", ""):
@@ -169,7 +185,9 @@ async def put_rules(st: State, _: Analyst, request: Request) -> list[dict[str, A
     return [r.to_dict() for r in rules]
 
 
-@router.put("/alert-rules/{rule_id}", summary="Replace one rule")
+@router.put("/alert-rules/{rule_id}", summary="Replace one rule",
+            openapi_extra={"requestBody": {"required": True, "content": {
+                "application/json": {"schema": RULE}}}})
 async def put_rule(st: State, _: Analyst, rule_id: str, request: Request) -> dict[str, Any]:
     body = await object_for(request, st.settings.max_body_bytes, rule_id, "an alert rule")
     (rule,) = await st.run(st.engine.put_alert_rules, [body],

@@ -17,6 +17,7 @@ from kpidash.api.deps import Analyst, Ingester, State, Viewer, ingester
 from kpidash.api.errors import PayloadTooLarge as TooLarge
 from kpidash.api.routes import quotas
 from kpidash.errors import InputError, QueryError
+from kpidash.model import KPI_ID_PATTERN, Aggregation, KpiKind
 
 router = APIRouter(tags=["data"])
 # the paths InfluxDB clients use; ?db= (1.x) or ?bucket= (2.x) names the workspace, and the
@@ -26,6 +27,43 @@ compat = APIRouter(tags=["data"], dependencies=[Depends(ingester)])
 
 Filters = Annotated[list[str] | None, Query(
     alias="filter", description="dim:value (repeat; the same dim twice = either value)")]
+
+
+# The bodies of the routes that read the raw request (size limits, several formats, every
+# problem reported at once), documented for clients and for schemathesis (the API fuzzing of
+# tests/reliability); the handlers check them, these schemas only describe them.
+KPI_DEFINITION = {"type": "object", "required": ["id", "name"], "description": (
+    "A KPI definition (see GET /api/v1/kpis for complete ones)"), "properties": {
+    "id": {"type": "string", "pattern": KPI_ID_PATTERN}, "name": {"type": "string"},
+    "unit": {"type": "string"}, "kind": {"enum": [str(k) for k in KpiKind]},
+    "aggregation": {"enum": [str(a) for a in Aggregation]},
+    "numerator": {"type": "string"}, "denominator": {"type": "string"},
+    "expression": {"type": "string"}, "min_value": {"type": "number"},
+    "max_value": {"type": "number"}, "target": {"type": "number"},
+    "dimensions": {"type": "array", "items": {"type": "string"}}}}
+KPI_DEFINITIONS_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "anyOf": [KPI_DEFINITION, {"type": "array", "items": KPI_DEFINITION},
+              {"type": "object", "required": ["kpis"],
+               "properties": {"kpis": {"type": "array", "items": KPI_DEFINITION}}}]}}}}
+KPI_DEFINITION_BODY = {"required": True, "content": {"application/json": {
+    "schema": KPI_DEFINITION}}}
+POINT = {"type": "object", "required": ["kpi", "ts", "value"], "properties": {
+    "kpi": {"type": "string", "description": "a KPI id"},
+    "ts": {"type": "string", "description": "ISO 8601 with a UTC offset"},
+    "value": {"type": ["number", "string", "null"]},
+    "dims": {"type": "object", "additionalProperties": {"type": "string"}}}}
+POINTS_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["points"],
+    "properties": {"points": {"type": "array", "items": POINT}}}}}}
+FILE_BODY = {"required": True, "content": {
+    "text/csv": {"schema": {"type": "string", "description": (
+        "a header row timestamp,kpi,value[,dimension…], then one point per row")}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary"}}}}}}
+LINE_PROTOCOL_BODY = {"required": True, "content": {"text/plain": {"schema": {
+    "type": "string", "description": "InfluxDB line protocol, one point per line"}}}}
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
@@ -96,7 +134,8 @@ def _json_type(value: Any) -> str:
             float: "number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
-@router.post("/kpis", status_code=201, summary="Add or replace KPI definitions")
+@router.post("/kpis", status_code=201, summary="Add or replace KPI definitions",
+             openapi_extra={"requestBody": KPI_DEFINITIONS_BODY})
 async def put_kpis(st: State, _: Analyst, request: Request) -> list[dict[str, Any]]:
     items = _definitions(await _json(request, st.settings.max_body_bytes))
     reg = await st.run(quotas.register, st, items)  # within the workspace's max_kpis
@@ -105,7 +144,8 @@ async def put_kpis(st: State, _: Analyst, request: Request) -> list[dict[str, An
     return [k.model_dump(mode="json") for k in reg if k.id in ids]
 
 
-@router.put("/kpis/{kpi_id}", summary="Replace one KPI definition")
+@router.put("/kpis/{kpi_id}", summary="Replace one KPI definition",
+            openapi_extra={"requestBody": KPI_DEFINITION_BODY})
 async def put_kpi(st: State, _: Analyst, kpi_id: str, request: Request) -> dict[str, Any]:
     body = await object_for(request, st.settings.max_body_bytes, kpi_id, "a KPI definition")
     reg = await st.run(quotas.register, st, [body])
@@ -121,7 +161,8 @@ async def delete_kpi(st: State, _: Analyst, kpi_id: str, purge: bool = False) ->
     return Response(status_code=204)
 
 
-@router.post("/kpis/validate", summary="Check definitions without storing them")
+@router.post("/kpis/validate", summary="Check definitions without storing them",
+             openapi_extra={"requestBody": KPI_DEFINITIONS_BODY})
 async def validate_kpis(st: State, _: Viewer, request: Request) -> dict[str, Any]:
     from kpidash.core.registry import validate_definitions
 
@@ -168,7 +209,8 @@ def _ingested(st: Any, result: Any, kpis: set[str], source: str) -> dict[str, An
             "corrected": result.corrected, "warnings": result.warnings}
 
 
-@router.post("/ingest", summary="Ingest a JSON batch {\"points\": [...]} (all or nothing)")
+@router.post("/ingest", summary="Ingest a JSON batch {\"points\": [...]} (all or nothing)",
+             openapi_extra={"requestBody": POINTS_BODY})
 async def ingest(st: State, _: Ingester, request: Request) -> dict[str, Any]:
     import anyio
     import pyarrow.compute as pc
@@ -191,7 +233,8 @@ async def ingest(st: State, _: Ingester, request: Request) -> dict[str, Any]:
 
 
 @router.post("/ingest/file", summary="Upload a CSV or Parquet file (raw body, or a "
-             "multipart form with a `file` field as browsers send it)")
+             "multipart form with a `file` field as browsers send it)",
+             openapi_extra={"requestBody": FILE_BODY})
 async def ingest_file(st: State, _: Ingester, request: Request,
                       format: Annotated[str | None, Query(pattern="^(csv|parquet|json)$")
                                         ] = None,
@@ -258,7 +301,8 @@ async def _ingest_bytes(st: Any, raw: bytes, format: str) -> dict[str, Any]:
     return _ingested(st, result, kpis, format)
 
 
-@router.post("/write", summary="InfluxDB line protocol (v1/v2 compatible)", status_code=204)
+@router.post("/write", summary="InfluxDB line protocol (v1/v2 compatible)", status_code=204,
+             openapi_extra={"requestBody": LINE_PROTOCOL_BODY})
 @compat.post("/write", include_in_schema=False, status_code=204)
 @compat.post("/api/v2/write", include_in_schema=False, status_code=204)
 async def write(st: State, _: Ingester, request: Request,
