@@ -39,7 +39,7 @@ from kpidash.api.hub import Client, Message
 from kpidash.api.render import alert_json, render
 from kpidash.api.state import AppState, LiveEntry, WorkspaceState
 from kpidash.auth.ingest_tokens import INGEST_TOKEN_PREFIX
-from kpidash.errors import KpidashError, NotFound
+from kpidash.errors import KpidashError, NotFound, StoreUnavailable
 
 log = logging.getLogger("kpidash.api.live")
 router = APIRouter(tags=["live"])  # mounted per workspace (Server-Sent Events)
@@ -241,6 +241,8 @@ async def refresher(st: AppState, stop: asyncio.Event) -> None:
                     next_alerts = now + st.settings.alert_interval_seconds
                     if st.leading:
                         await alert_tick(st)
+            except StoreUnavailable as exc:  # the store reconnects by itself: one line a tick
+                log.warning("background refresh skipped: %s", exc)
             except Exception:  # a bad dashboard must not stop the refresher
                 log.exception("background refresh failed")
     finally:
@@ -259,6 +261,8 @@ async def refresh_once(st: AppState) -> int:
             scope = await st.scoped(entry.workspace)
             board = await st.run(render, scope, entry.spec, theme=entry.theme, user=entry.user,
                                  key=entry.dashboard, title=entry.title)
+        except StoreUnavailable:  # not this dashboard's fault: the refresher logs it once
+            raise
         except KpidashError:  # e.g. a KPI it shows was deleted: the others still refresh
             log.warning("cannot refresh live dashboard %s", key, exc_info=True)
             continue
@@ -285,6 +289,8 @@ async def alert_tick(st: AppState) -> None:
             continue
         try:
             report = await st.run(scope.engine.evaluate_alerts)
+        except StoreUnavailable:  # an outage stops every workspace alike: the refresher logs it
+            raise
         except Exception:  # one workspace's failure must not stop the others' alerts
             log.exception("alert tick of workspace %s failed", ws)
             continue
