@@ -95,6 +95,10 @@ _HEADERS: dict[int, dict[str, Any]] = {
                                "schema": {"type": "string"}}},
     429: {"Retry-After": {"description": "seconds to wait before retrying", "required": True,
                           "schema": {"type": "integer", "minimum": 1}}},
+    # sent when the database server is out of reach and the store is reconnecting
+    # (StoreUnavailable); not with a store that is incompatible or otherwise broken
+    503: {"Retry-After": {"description": "seconds to wait before retrying", "required": False,
+                          "schema": {"type": "integer", "minimum": 1}}},
 }
 
 
