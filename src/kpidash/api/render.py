@@ -9,6 +9,14 @@ panel (active alerts, most urgent first) always travels in the top-level ``alert
 A render is cached under (dashboard, spec, theme, the current period, the data versions of
 its KPIs, a time bucket of its refresh interval): a dashboard whose data did not change is
 served from memory, and one whose KPIs received points is rendered again on the next read.
+The cache keeps one render per (dashboard, spec, theme) — the latest; a render made stale by
+new data or a new period is replaced, not kept beside it — and at most
+:data:`RENDER_CACHE_SIZE` of them per workspace (least recently used dropped first); the
+response bodies (:func:`board_json`) at most :data:`BODY_CACHE_SIZE`, least recently used
+dropped first. Measured with benchmarks/soak.py (the demo dashboard re-rendered after every
+ingest batch): keyed by data version, stale renders (~170 KiB of Python objects each, plus a
+~46 KB body) piled up to the old cap of 512 entries — the server's RSS grew by ~20 MiB a
+minute for eight minutes before a clear.
 """
 
 from __future__ import annotations
@@ -38,6 +46,10 @@ DEFAULT_SPEC: dict[str, Any] = {"grain": "day", "range": {"last": "30d"}, "refre
 MAX_PERIODS = 2000
 ALERTS_VERSION = "__alerts__"  # bumped when alerts change (tick, ack, silence): renders hold them
 INSIGHTS_TTL = 60  # seconds a user's top insights are reused between renders
+RENDER_CACHE_SIZE = 128
+"""Renders kept per workspace: one per (dashboard, spec, theme) in use (see the module doc)."""
+BODY_CACHE_SIZE = 64
+"""Response bodies of renders kept per server (by etag, least recently used dropped first)."""
 
 
 def periods_for(range_spec: Any, grain: Grain) -> int:
@@ -116,8 +128,28 @@ def cached_render(st: WorkspaceState, spec: dict[str, Any], *, theme: str | None
     worker thread, the threads contending for the GIL and the engine lock left the server at
     ~40 % CPU and 120–180 req/s, p99 0.7–1 s; the lookup in the loop removes that hop.
     """
-    hit: dict[str, Any] | None = st.renders.get(_plan(st, spec, theme, key)[-1])
-    return hit
+    return _cache_get(st, _plan(st, spec, theme, key)[-1])
+
+
+def _cache_get(st: WorkspaceState, cache_key: Any) -> dict[str, Any] | None:
+    """The cached render under ``cache_key`` (see :func:`_plan`), or None. The key's first
+    three parts (dashboard, spec, theme) name the slot; the rest (period, data versions,
+    alerts version, time bucket) must match the slot's render."""
+    slot = st.renders.get(cache_key[:3])
+    if slot is None or slot[0] != cache_key[3:]:
+        return None
+    board: dict[str, Any] = slot[1]
+    return board
+
+
+def _cache_put(st: WorkspaceState, cache_key: Any, board: dict[str, Any]) -> None:
+    """Keep ``board`` as the render of its slot, replacing the slot's stale one; at most
+    :data:`RENDER_CACHE_SIZE` slots (the least recently stored dropped first)."""
+    name = cache_key[:3]
+    st.renders.pop(name, None)
+    st.renders[name] = (cache_key[3:], board)
+    for oldest in list(st.renders)[:max(0, len(st.renders) - RENDER_CACHE_SIZE)]:
+        st.renders.pop(oldest, None)
 
 
 def render(st: WorkspaceState, spec: dict[str, Any], *, theme: str | None, user: str | None,
@@ -126,9 +158,9 @@ def render(st: WorkspaceState, spec: dict[str, Any], *, theme: str | None, user:
     engine = st.engine
     spec, grain, kpi_ids, charts, now, cache_key = _plan(st, spec, theme, key)
     if cache_key is not None:
-        hit = st.renders.get(cache_key)
+        hit = _cache_get(st, cache_key)
         if hit is not None:
-            return hit  # type: ignore[no-any-return]
+            return hit
     with st.metrics.refresh.time():
         board = engine.dashboard(kpi_ids, grain=grain, periods=periods_for(spec.get("range"),
                                                                            grain),
@@ -146,9 +178,7 @@ def render(st: WorkspaceState, spec: dict[str, Any], *, theme: str | None, user:
     board["etag"] = hashlib.sha256(json.dumps(board, sort_keys=True, default=str)
                                    .encode()).hexdigest()[:16]
     if cache_key is not None:
-        if len(st.renders) > 512:
-            st.renders.clear()
-        st.renders[cache_key] = board
+        _cache_put(st, cache_key, board)
     return board
 
 
@@ -184,13 +214,15 @@ def board_json(st: WorkspaceState, board: dict[str, Any]) -> bytes:
     sending the stored bytes skips that.
     """
     etag = board.get("etag")
-    body = st.render_json.get(etag) if etag else None
+    if not etag:
+        return _BOARD.dump_json(board)
+    cached = st.render_json
+    body = cached.pop(etag, None)  # re-inserted below: the most recently used come last
     if body is None:
         body = _BOARD.dump_json(board)
-        if etag:
-            if len(st.render_json) > 512:
-                st.render_json.clear()
-            st.render_json[etag] = body
+    cached[etag] = body
+    for oldest in list(cached)[:max(0, len(cached) - BODY_CACHE_SIZE)]:
+        cached.pop(oldest, None)
     return body
 
 
