@@ -13,14 +13,12 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Callable
-from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from kpidash.cli import main
+from clirun import Result, invoke
 from kpidash.store import open_store
 from kpidash.store.archive import table_checksum
 
@@ -28,13 +26,6 @@ EXE = shutil.which("kpidash") or str(Path(sys.executable).parent / "kpidash")
 CSV = "timestamp,kpi,value,region,plan\n" + "".join(
     f"2024-06-{d:02d}T00:00:00Z,signups,{d * 3 + (r == 'NA')},{r},pro\n"
     for d in range(1, 21) for r in ("EU", "NA"))
-
-
-@dataclass(frozen=True)
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
 
 
 Run = Callable[..., Result]
@@ -46,18 +37,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Run:
     monkeypatch.chdir(tmp_path)
 
     def call(db: Path, *args: str, stdin: str | None = None) -> Result:
-        out, err = io.StringIO(), io.StringIO()
-        with monkeypatch.context() as m:
-            m.setenv("KPIDASH_DB", str(db))
-            m.setattr(sys, "argv", ["kpidash", *args])
-            m.setattr(sys, "stdin", io.StringIO(stdin or ""))
-            code = 0
-            with redirect_stdout(out), redirect_stderr(err):
-                try:
-                    main()
-                except SystemExit as exc:
-                    code = int(exc.code or 0)
-        return Result(code, out.getvalue(), err.getvalue())
+        return invoke(monkeypatch, db, args, stdin=stdin)
 
     return call
 

@@ -20,12 +20,9 @@ README "Data") are checked by their own tests below.
 from __future__ import annotations
 
 import hashlib
-import io
 import shutil
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +30,8 @@ from typing import Any
 import pytest
 
 from api.conftest import Api, Template, assert_error, running
+from clirun import invoke
 from counts import count
-from kpidash.cli import main
 from reliability.bad_cases import DIMS, TS, Case, Cli, Req, catalogue, point
 
 CASES = catalogue()
@@ -116,18 +113,8 @@ def run_cli(cat: Catalogue, cli: Cli, directory: Path, monkeypatch: pytest.Monke
     for name, data in cli.files.items():
         (directory / name).write_bytes(data(cat.archive) if callable(data) else data)
     args = [a.replace("{dir}", str(directory)) for a in cli.args]
-    out, err = io.StringIO(), io.StringIO()
-    with monkeypatch.context() as m:
-        m.setenv("KPIDASH_DB", str(cat.cli_db))
-        m.setattr(sys, "argv", ["kpidash", *args])
-        m.chdir(directory)
-        code = 0
-        with redirect_stdout(out), redirect_stderr(err):
-            try:
-                main()
-            except SystemExit as exc:
-                code = int(exc.code or 0)
-    return code, err.getvalue() + out.getvalue()
+    r = invoke(monkeypatch, cat.cli_db, args, cwd=directory)
+    return r.returncode, r.stderr + r.stdout
 
 
 def missing(fragments: tuple[str, ...], text: str) -> list[str]:
