@@ -15,8 +15,8 @@ new data or a new period is replaced, not kept beside it — and at most
 response bodies (:func:`board_json`) at most :data:`BODY_CACHE_SIZE`, least recently used
 dropped first. Measured with benchmarks/soak.py (the demo dashboard re-rendered after every
 ingest batch): keyed by data version, stale renders (~170 KiB of Python objects each, plus a
-~46 KB body) piled up to the old cap of 512 entries — the server's RSS grew by ~20 MiB a
-minute for eight minutes before a clear.
+~46 KB body) piled up towards the old cap of 512 entries, ~65 renders a minute (~14 MiB a
+minute) for ~8 minutes before a clear.
 """
 
 from __future__ import annotations
