@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +34,6 @@ from counts import count
 from reliability.bad_cases import DIMS, TS, Case, Cli, Req, catalogue, point
 
 CASES = catalogue()
-# a bad input is refused quickly: no case may take longer than this (a generous bound that
-# only a hang, an expanded YAML bomb or a quadratic parse would reach; not a benchmark)
-SLOW = 30.0
 
 
 @dataclass
@@ -125,7 +121,6 @@ def missing(fragments: tuple[str, ...], text: str) -> list[str]:
 def test_bad_input_is_refused_clearly_and_changes_nothing(
         cat: Catalogue, case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     count("bad inputs tried")
-    started = time.monotonic()
     if isinstance(case.payload, Cli):
         code, text = run_cli(cat, case.payload, tmp_path, monkeypatch)
         before_files, cat.cli_state = cat.cli_state, file_hashes(cat.cli_db)
@@ -145,7 +140,6 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(
         changed = sorted(t for t in cat.api_state if cat.api_state[t] != before.get(t))
         assert not changed, f"tables changed: {changed}"
     assert not missing(case.fragments, text), f"{missing(case.fragments, text)} not in: {text}"
-    assert time.monotonic() - started < SLOW
 
 
 # -- policies that accept the input -------------------------------------------------------------
