@@ -152,3 +152,8 @@ class StoreUnavailable(StoreError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+def bad_byte(exc: UnicodeDecodeError) -> str:
+    """Where text is not UTF-8, for a message that shows what came: ``byte 12 is b'\\xff'``."""
+    return f"byte {exc.start} is {bytes(exc.object[exc.start:exc.start + 1])!r}"

@@ -19,7 +19,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from kpidash.core.report import ReportBuilder
-from kpidash.errors import BatchRejected, ConfigError, InputError
+from kpidash.errors import BatchRejected, ConfigError, InputError, bad_byte
 
 FORMATS = ("csv", "parquet", "json")
 _CSV_BLOCK = 16 << 20
@@ -71,8 +71,8 @@ def _csv_chunks(path: Path) -> Iterator[Chunk]:
     try:
         header = first.decode("utf-8-sig").strip()
     except UnicodeDecodeError as exc:  # the data rows are checked by Arrow (_not_utf8)
-        raise InputError(f"{path.name}: not valid UTF-8 text (the header row, byte "
-                         f"{exc.start} is {first[exc.start:exc.start + 1]!r}); save the file "
+        raise InputError(f"{path.name}: not valid UTF-8 text (the header row, "
+                         f"{bad_byte(exc)}); save the file "
                          "as UTF-8 CSV with a header row timestamp,kpi,value[,dimension…]"
                          ) from None
     delimiter = "\t" if path.name.lower().removesuffix(".gz").endswith(".tsv") else ","
@@ -148,8 +148,7 @@ def points_from_json(payload: str | bytes | Mapping[str, Any] | list[Any],
             rb.error("json.syntax", f"not valid JSON: {exc.msg}", source=source, row=exc.lineno)
             raise BatchRejected("batch rejected", rb.build()) from None
         except UnicodeDecodeError as exc:
-            rb.error("json.encoding", f"not valid UTF-8: byte {exc.start} is "
-                     f"{exc.object[exc.start:exc.start + 1]!r}", source=source)
+            rb.error("json.encoding", f"not valid UTF-8: {bad_byte(exc)}", source=source)
             raise BatchRejected("batch rejected", rb.build()) from None
         except RecursionError:
             rb.error("json.depth", "the JSON is nested too deeply to read; a batch is "
@@ -178,12 +177,12 @@ def points_from_json(payload: str | bytes | Mapping[str, Any] | list[Any],
         d = item.get("dims") or {}
         if not isinstance(d, Mapping):
             rb.error("json.shape", "dims must be an object of dimension → string value, got "
-                     f"a {_json_type(d)}", source=source, row=row, field="dims")
+                     f"a {json_type(d)}", source=source, row=row, field="dims")
             d = {}
         bad_dims = [k for k, v in d.items() if not isinstance(v, str)]
         if bad_dims:
             rb.error("json.shape", "dims must be an object of dimension → string value; "
-                     + ", ".join(f"{k!r} is a {_json_type(d[k])}" for k in bad_dims[:10]),
+                     + ", ".join(f"{k!r} is a {json_type(d[k])}" for k in bad_dims[:10]),
                      source=source, row=row, field="dims")
             d = {}
         v = item.get("value")
@@ -209,7 +208,8 @@ def points_from_json(payload: str | bytes | Mapping[str, Any] | list[Any],
     return pa.table(cols)
 
 
-def _json_type(v: Any) -> str:
+def json_type(v: Any) -> str:
+    """The JSON name of a parsed value's type (object, array, string, …), for messages."""
     return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
             float: "number", type(None): "null"}.get(type(v), type(v).__name__)
 

@@ -187,8 +187,7 @@ def _body_problem(exc: StarletteHTTPException) -> str | None:
     body that is not UTF-8 or JSON nested beyond the parser's recursion limit."""
     cause = exc.__cause__
     if isinstance(cause, UnicodeDecodeError):
-        return f"the body is not valid UTF-8 JSON: byte {cause.start} is " \
-               f"{cause.object[cause.start:cause.start + 1]!r}"
+        return f"the body is not valid UTF-8 JSON: {e.bad_byte(cause)}"
     if isinstance(cause, RecursionError):
         return "the body's JSON is nested too deeply to read"
     return None

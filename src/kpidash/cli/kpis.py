@@ -10,7 +10,7 @@ from rich.table import Table
 
 from kpidash.cli._shared import err, open_engine, out
 from kpidash.core.registry import parse_yaml, validate_definitions
-from kpidash.errors import InputError, KpidashError
+from kpidash.errors import InputError, KpidashError, bad_byte
 
 kpis_app = typer.Typer(help="Manage KPI definitions.", no_args_is_help=True)
 
@@ -22,8 +22,8 @@ def _read(file: Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{file}: not valid UTF-8 text (byte {exc.start} is "
-                         f"{data[exc.start:exc.start + 1]!r}); save the file as UTF-8") from None
+        raise InputError(f"{file}: not valid UTF-8 text ({bad_byte(exc)}); save the file as "
+                         "UTF-8") from None
 
 
 @kpis_app.command("validate")

@@ -17,7 +17,7 @@ whole number of hours; for half-hour zones hours are UTC hours (documented limit
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -230,13 +230,20 @@ def to_series(kpi: KPI, matrix: npt.NDArray[np.float64], periods: npt.NDArray[np
 def check_dimensions(query: Query, registry: Registry) -> None:
     """Filters and group-by must use dimensions every simple input of the KPI has."""
     used = set(query.filters) | ({query.group_by} if query.group_by else set())
-    for simple_id in registry.simple_inputs(query.kpi_id):
+    check_dimension_names(registry, query.kpi_id, used)
+
+
+def check_dimension_names(registry: Registry, kpi_id: str, used: Iterable[str]) -> None:
+    """QueryError naming the first simple input of ``kpi_id`` that lacks one of ``used``
+    (a query of the KPI may filter or group by those only; saved filters too)."""
+    wanted = set(used)
+    for simple_id in registry.simple_inputs(kpi_id):
         dims = set(registry.get(simple_id).dimensions)
-        missing = sorted(used - dims)
+        missing = sorted(wanted - dims)
         if missing:
-            via = "" if simple_id == query.kpi_id else f" (its input {simple_id!r})"
+            via = "" if simple_id == kpi_id else f" (its input {simple_id!r})"
             raise QueryError(
-                f"KPI {query.kpi_id!r}{via} has no dimension {', '.join(map(repr, missing))}; "
+                f"KPI {kpi_id!r}{via} has no dimension {', '.join(map(repr, missing))}; "
                 f"available: {sorted(dims) or 'none'}")
 
 

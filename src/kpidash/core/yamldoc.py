@@ -31,22 +31,17 @@ class YamlRefused(yaml.YAMLError):  # type: ignore[misc]  # PyYAML ships no type
 def load(text: str) -> Any:
     """The document in ``text`` (None when empty), built by PyYAML's safe constructor."""
     loader = yaml.SafeLoader(text)
-    try:
-        try:
-            node = loader.get_single_node()
-        except RecursionError:
-            raise YamlRefused("the document is nested too deeply to read; flatten it") from None
+    try:  # composing, counting and building all recurse: too deep is a refusal, not a crash
+        node = loader.get_single_node()
         if node is None:
             return None
-        size = _expanded(node, {})
-        if size > MAX_NODES:
+        if _expanded(node, {}) > MAX_NODES:
             raise YamlRefused(f"the document expands to more than {MAX_NODES:,} values through "
                               "its aliases (*name); refused as a possible 'billion laughs' "
                               "document")
-        try:
-            return loader.construct_document(node)
-        except RecursionError:
-            raise YamlRefused("the document is nested too deeply to read; flatten it") from None
+        return loader.construct_document(node)
+    except RecursionError:
+        raise YamlRefused("the document is nested too deeply to read; flatten it") from None
     finally:
         loader.dispose()
 

@@ -13,7 +13,7 @@ from kpidash.api.deps import Analyst, State, Viewer
 from kpidash.api.render import alert_json
 from kpidash.api.routes.data import _json, instant, object_for
 from kpidash.core.alerts import codec
-from kpidash.errors import InputError, NotFound, QueryError
+from kpidash.errors import InputError, NotFound, QueryError, bad_byte
 
 router = APIRouter(tags=["alerts"])
 
@@ -169,8 +169,7 @@ async def put_rules(st: State, _: Analyst, request: Request) -> list[dict[str, A
         try:
             raw = body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InputError(f"alert rules YAML must be UTF-8; byte {exc.start} is "
-                             f"{body[exc.start:exc.start + 1]!r}") from None
+            raise InputError(f"alert rules YAML must be UTF-8; {bad_byte(exc)}") from None
     else:
         raw = _rules_body(await _json(request, st.settings.max_body_bytes))
         if not isinstance(raw, list):

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kpidash.api.deps import ServerAdmin, Shared, User
 from kpidash.auth import Role
-from kpidash.errors import InputError, InvalidCredentials
+from kpidash.core.aggregate import check_dimension_names
+from kpidash.errors import InputError, InvalidCredentials, QueryError
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -103,13 +104,10 @@ async def patch_me(st: Shared, me: User, body: ProfilePatch) -> dict[str, Any]:
     for kpi_id in [*(changes.get("followed") or []), *(changes.get("saved_filters") or {})]:
         registry.get(kpi_id)
     for kpi_id, filters in (changes.get("saved_filters") or {}).items():
-        # the dimensions a query of the KPI accepts (those of every simple input)
-        dims = set.intersection(*(set(registry.get(s).dimensions)
-                                  for s in registry.simple_inputs(kpi_id)))
-        unknown = sorted(set(filters) - dims)
-        if unknown:
-            raise InputError(f"saved_filters.{kpi_id}: KPI {kpi_id!r} has no dimension "
-                             f"{', '.join(map(repr, unknown))}; available: {sorted(dims) or 'none'}")
+        try:  # the dimensions a query of the KPI accepts
+            check_dimension_names(registry, kpi_id, filters)
+        except QueryError as exc:
+            raise InputError(f"saved_filters.{kpi_id}: {exc}") from None
     user = await st.run(st.accounts.update_user, me.user_id, **changes)
     return user.to_dict()
 

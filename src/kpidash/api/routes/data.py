@@ -16,8 +16,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from kpidash.api.deps import Analyst, Ingester, State, Viewer, ingester
 from kpidash.api.errors import PayloadTooLarge as TooLarge
 from kpidash.api.routes import quotas
-from kpidash.errors import InputError, QueryError
+from kpidash.errors import InputError, QueryError, bad_byte
 from kpidash.model import KPI_ID_PATTERN, Aggregation, KpiKind
+from kpidash.sources import json_type
 
 router = APIRouter(tags=["data"])
 # the paths InfluxDB clients use; ?db= (1.x) or ?bucket= (2.x) names the workspace, and the
@@ -123,15 +124,10 @@ def _definitions(body: Any) -> list[Any]:
     items = [items] if isinstance(items, dict) else items
     if not isinstance(items, list):
         raise InputError("expected a KPI definition, a list of them, or {\"kpis\": [...]}; "
-                         f"got a JSON {_json_type(items)}")
+                         f"got a JSON {json_type(items)}")
     if not items:
         raise InputError("the list of KPI definitions is empty; send at least one")
     return items
-
-
-def _json_type(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
-            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 @router.post("/kpis", status_code=201, summary="Add or replace KPI definitions",
@@ -188,8 +184,7 @@ async def _json(request: Request, limit: int) -> Any:
     try:
         return json.loads(raw)
     except UnicodeDecodeError as exc:
-        raise InputError(f"the body is not valid UTF-8 JSON: byte {exc.start} is "
-                         f"{raw[exc.start:exc.start + 1]!r}") from None
+        raise InputError(f"the body is not valid UTF-8 JSON: {bad_byte(exc)}") from None
     except ValueError as exc:
         raise InputError(f"the body is not valid JSON: {exc}") from None
     except RecursionError:
