@@ -100,18 +100,15 @@ class PgServer:
         assert self.bindir is not None
         run_as = self._run_as()
         self._dir = Path(tempfile.mkdtemp(prefix="kpidash-pg-"))
-        data, log = self._dir / "data", self._dir / "server.log"
+        data = self._dir / "data"
         if run_as is not None:
             shutil.chown(self._dir, run_as.pw_uid, run_as.pw_gid)
         self._run(run_as, [str(self.bindir / "initdb"), "-D", str(data), "-U", SUPERUSER,
                            "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"])
         for attempt in range(3):  # a free port can be taken between the probe and the bind
             port = _free_port()
-            opts = " ".join(f"-c {k}={v}" for k, v in {
-                **_SETTINGS, "port": str(port), "unix_socket_directories": str(self._dir)}.items())
             try:
-                self._run(run_as, [str(self.bindir / "pg_ctl"), "-D", str(data), "-l", str(log),
-                                   "-o", opts, "-w", "-t", "60", "start"])
+                self._pg_ctl_start(port)
             except RuntimeError:
                 if attempt == 2:
                     raise
@@ -119,6 +116,28 @@ class PgServer:
             break
         self._owned = True
         self.base_url = f"postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres"
+
+    def shut_down(self) -> None:
+        """A clean fast shutdown of a server started here (sessions ended, everything
+        committed kept); :meth:`start_again` brings it back (an outage test)."""
+        self._pg_ctl("-m", "fast", "-w", "-t", "60", "stop")
+
+    def start_again(self) -> None:
+        """Start a server stopped by :meth:`shut_down`, on the same port and settings."""
+        port = urlsplit(self.base_url).port
+        assert port is not None
+        self._pg_ctl_start(port)
+
+    def _pg_ctl_start(self, port: int) -> None:
+        assert self._dir is not None
+        opts = " ".join(f"-c {k}={v}" for k, v in {
+            **_SETTINGS, "port": str(port), "unix_socket_directories": str(self._dir)}.items())
+        self._pg_ctl("-l", str(self._dir / "server.log"), "-o", opts, "-w", "-t", "60", "start")
+
+    def _pg_ctl(self, *args: str) -> None:
+        assert self.bindir is not None and self._dir is not None
+        self._run(self._run_as(), [str(self.bindir / "pg_ctl"), "-D", str(self._dir / "data"),
+                                   *args])
 
     def stop(self) -> None:
         if self._owned and self._dir is not None and self.bindir is not None:

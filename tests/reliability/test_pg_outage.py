@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -32,7 +31,7 @@ import pytest
 from counts import count
 from kpidash.store import open_store
 from loopback import eventually
-from pgserver import _SETTINGS, PgServer, find_bindir
+from pgserver import PgServer, find_bindir
 from reliability.test_crash import (
     ACKED,
     BASE,
@@ -64,27 +63,6 @@ def own_pg() -> Iterator[PgServer]:
         pytest.skip(f"cannot start a PostgreSQL server: {exc}")
     yield server
     server.stop()
-
-
-def pg_ctl(server: PgServer, *args: str) -> None:
-    assert server.bindir is not None and server._dir is not None
-    server._run(server._run_as(), [str(server.bindir / "pg_ctl"), "-D",
-                                   str(server._dir / "data"), *args])
-
-
-def pg_stop(server: PgServer) -> None:
-    """A clean fast shutdown: sessions are ended, everything committed is on disk."""
-    pg_ctl(server, "-m", "fast", "-w", "-t", "60", "stop")
-
-
-def pg_start(server: PgServer) -> None:
-    """Start again, on the same port with the same settings as PgServer.start()."""
-    assert server._dir is not None
-    port = urlsplit(server.base_url).port
-    opts = " ".join(f"-c {k}={v}" for k, v in {
-        **_SETTINGS, "port": str(port), "unix_socket_directories": str(server._dir)}.items())
-    pg_ctl(server, "-l", str(server._dir / "server.log"), "-o", opts, "-w", "-t", "60",
-           "start")
 
 
 @dataclass
@@ -188,14 +166,14 @@ def test_postgresql_restarted_under_ingest(own_pg: PgServer, tmp_path: Path) -> 
                    f"{before} batches acknowledged before the outage")
         assert not answers.wrong, answers.wrong[:5]
 
-        pg_stop(own_pg)  # -- the outage --------------------------------------------------
+        own_pg.shut_down()  # -- the outage --------------------------------------------------
         down = time.monotonic()
         outage_health = []
         while time.monotonic() - down < DOWN_SECONDS:
             status, _ = health(server.base)
             outage_health.append(status)
             time.sleep(0.2)
-        pg_start(own_pg)
+        own_pg.start_again()
         unavailable = answers.unavailable
         assert unavailable > 0, "no ingest was refused while PostgreSQL was down"
         assert outage_health and set(outage_health) <= {503}, outage_health
